@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole ServeSharp test suite from a fresh clone: installs the Debian packages the tests use
+# (PyTorch/torchvision/ONNX for reference outputs and test models, scikit-image photographs, curl),
+# builds everything, and runs every test. Exit code is the tests' exit code.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+debian_packages=(python3-torch python3-torchvision python3-onnx python3-skimage python3-pil python3-scipy curl)
+if ! /usr/bin/python3 -c "import torch, torchvision, onnx, skimage, PIL, scipy" 2>/dev/null || ! command -v curl >/dev/null; then
+    echo "run-tests: installing Debian packages: ${debian_packages[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${debian_packages[@]}" >/dev/null
+fi
+
+dotnet build ServeSharp.sln -c Release --nologo -v quiet "-clp:ErrorsOnly;NoSummary"
+
+log=$(mktemp)
+set +e
+dotnet test ServeSharp.sln -c Release --no-build --nologo 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# A plain closing line: "N passed, N failed" summed over the test assemblies.
+awk '/(Passed|Failed)! +- +Failed: +[0-9]+, +Passed: +[0-9]+/ {
+        gsub(",", ""); for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1) }
+     } END { printf "%d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

@@ -1,0 +1,29 @@
+namespace ServeSharp.Archive;
+
+/// <summary>
+/// The archive's <c>model-config.yaml</c>: TorchServe's per-model settings, plus the free-form
+/// <c>handler:</c> section that the handler reads. Absent keys are null so that the server's defaults
+/// (config.properties) and management-API parameters can be layered in TorchServe's order.
+/// </summary>
+public sealed record ModelConfig
+{
+    public int? MinWorkers { get; init; }
+    public int? MaxWorkers { get; init; }
+    public int? BatchSize { get; init; }
+    public int? MaxBatchDelay { get; init; }
+    public int? ResponseTimeout { get; init; }
+    public int? StartupTimeout { get; init; }
+    public string? DeviceType { get; init; }
+    public IReadOnlyList<int>? DeviceIds { get; init; }
+
+    /// <summary>The <c>handler:</c> section, handed to the handler as it is.</summary>
+    public ConfigSection Handler { get; init; } = ConfigSection.Empty;
+
+    /// <summary>Every top-level key, known or not: unknown keys are kept (and warned about), never dropped.</summary>
+    public ConfigSection All { get; init; } = ConfigSection.Empty;
+
+    /// <summary>Warnings found while reading (unknown keys); the loader logs them.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    public static ModelConfig Empty { get; } = new();
+}

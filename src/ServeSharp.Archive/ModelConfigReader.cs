@@ -1,0 +1,82 @@
+using YamlDotNet.RepresentationModel;
+
+namespace ServeSharp.Archive;
+
+/// <summary>Reads <c>model-config.yaml</c> with YamlDotNet's representation model (no reflection-based binding).</summary>
+public static class ModelConfigReader
+{
+    // TorchServe's model-config keys. The ones ServeSharp does not act on are still "known": no warning.
+    private static readonly HashSet<string> KnownKeys =
+    [
+        "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout", "startupTimeout",
+        "deviceType", "deviceIds", "handler", "parallelType", "parallelLevel", "torchrun", "pt2",
+        "continuousBatching", "maxRetryTimeoutInSec", "clientTimeoutInMills", "jobQueueSize", "useJobTicket",
+        "sequenceMaxIdleMSec", "maxSequenceJobQueueSize", "maxNumSequence", "useVenv", "stateful",
+    ];
+
+    public static ModelConfig Read(string path)
+    {
+        var name = Path.GetFileName(path);
+        var stream = new YamlStream();
+        try
+        {
+            using var reader = new StreamReader(path);
+            stream.Load(reader);
+        }
+        catch (YamlDotNet.Core.YamlException e)
+        {
+            throw new ArchiveException($"{name}: invalid YAML at line {e.Start.Line}: {e.Message}", e);
+        }
+
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
+            return ModelConfig.Empty;
+        if (stream.Documents[0].RootNode is not YamlMappingNode root)
+            throw new ArchiveException($"{name}: the top level must be a mapping of keys to values");
+
+        var all = (IReadOnlyDictionary<string, object?>)Convert(root)!;
+        var section = new ConfigSection(all);
+        var warnings = new List<string>();
+        foreach (var key in all.Keys)
+        {
+            if (!KnownKeys.Contains(key)) warnings.Add($"{name}: unknown key '{key}' is kept but ignored");
+        }
+
+        try
+        {
+            return new ModelConfig
+            {
+                MinWorkers = section.GetInt("minWorkers"),
+                MaxWorkers = section.GetInt("maxWorkers"),
+                BatchSize = section.GetInt("batchSize"),
+                MaxBatchDelay = section.GetInt("maxBatchDelay"),
+                ResponseTimeout = section.GetInt("responseTimeout"),
+                StartupTimeout = section.GetInt("startupTimeout"),
+                DeviceType = ParseDeviceType(section.GetString("deviceType")),
+                DeviceIds = section.GetDoubleList("deviceIds") is { } ids ? ids.Select(i => (int)i).ToArray() : null,
+                Handler = section.GetSection("handler") ?? ConfigSection.Empty,
+                All = section,
+                Warnings = warnings,
+            };
+        }
+        catch (FormatException e)
+        {
+            throw new ArchiveException($"{name}: {e.Message}", e);
+        }
+    }
+
+    private static string? ParseDeviceType(string? value) => value?.ToLowerInvariant() switch
+    {
+        null => null,
+        "cpu" or "gpu" => value.ToLowerInvariant(),
+        _ => throw new FormatException($"config key 'deviceType': '{value}' is not cpu or gpu"),
+    };
+
+    /// <summary>YAML node → plain values: scalar → string (null for ~/null), sequence → list, mapping → dictionary.</summary>
+    internal static object? Convert(YamlNode node) => node switch
+    {
+        YamlScalarNode s => s.Value is "~" or "null" || (s.Value == "" && s.Style == YamlDotNet.Core.ScalarStyle.Plain) ? null : s.Value,
+        YamlSequenceNode seq => seq.Children.Select(Convert).ToList(),
+        YamlMappingNode map => map.Children.ToDictionary(kv => ((YamlScalarNode)kv.Key).Value ?? "", kv => Convert(kv.Value)),
+        _ => null,
+    };
+}

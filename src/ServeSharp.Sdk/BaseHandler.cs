@@ -1,0 +1,126 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace ServeSharp.Sdk;
+
+/// <summary>
+/// TorchServe's <c>BaseHandler</c> for ONNX models. <see cref="Initialize"/> opens an ONNX Runtime session on
+/// the manifest's serializedFile; <see cref="HandleAsync"/> runs the hooks:
+/// <list type="number">
+/// <item><see cref="Preprocess"/> for each request of the batch — a request that fails here fails alone,</item>
+/// <item><see cref="Inference"/> once, on the inputs of the requests that survived,</item>
+/// <item><see cref="Postprocess"/> for each output, in request order.</item>
+/// </list>
+/// Throw <see cref="HandlerException"/> for a client error; anything else fails the request (or, from
+/// <see cref="Inference"/>, the batch) with TorchServe's 503 "Prediction failed".
+/// </summary>
+/// <typeparam name="TInput">What one request becomes after preprocessing (a tensor, an image).</typeparam>
+/// <typeparam name="TOutput">What inference yields for one request.</typeparam>
+public abstract class BaseHandler<TInput, TOutput> : IModelHandler
+{
+    private HandlerContext? _context;
+
+    /// <summary>The context given to <see cref="Initialize"/>.</summary>
+    protected HandlerContext Context => _context ?? throw new InvalidOperationException("the handler is not initialised");
+
+    /// <summary>The ONNX Runtime session on the archive's serializedFile (null when the manifest names none).</summary>
+    protected InferenceSession? Session { get; private set; }
+
+    /// <summary>Opens the session. Override to read configuration, and call the base first.</summary>
+    public virtual void Initialize(HandlerContext context)
+    {
+        _context = context;
+        if (context.Manifest.Model?.SerializedFile is { } file)
+            Session = OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
+    }
+
+    /// <summary>Turns one request into model input. Throw <see cref="HandlerException"/> to reject it.</summary>
+    protected abstract TInput Preprocess(InferenceRequest request);
+
+    /// <summary>Runs the model on a batch of inputs; returns one output per input, in order.</summary>
+    protected abstract IReadOnlyList<TOutput> Inference(IReadOnlyList<TInput> inputs, IReadOnlyList<InferenceRequest> requests);
+
+    /// <summary>Turns one output into the response body.</summary>
+    protected abstract HandlerOutput Postprocess(TOutput output, InferenceRequest request);
+
+    /// <inheritdoc />
+    public virtual Task<IReadOnlyList<HandlerOutput>> HandleAsync(IReadOnlyList<InferenceRequest> batch, CancellationToken cancellationToken)
+    {
+        var results = new HandlerOutput[batch.Count];
+        var inputs = new List<TInput>(batch.Count);
+        var live = new List<int>(batch.Count);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            try
+            {
+                inputs.Add(Preprocess(batch[i]));
+                live.Add(i);
+            }
+            catch (Exception e)
+            {
+                results[i] = Fail(batch[i], e);
+            }
+        }
+
+        if (live.Count > 0)
+        {
+            var liveRequests = new InferenceRequest[live.Count];
+            for (var k = 0; k < live.Count; k++) liveRequests[k] = batch[live[k]];
+            try
+            {
+                var outputs = Inference(inputs, liveRequests);
+                if (outputs.Count != live.Count)
+                    throw new InvalidOperationException($"Inference returned {outputs.Count} outputs for {live.Count} inputs");
+                for (var k = 0; k < live.Count; k++)
+                {
+                    var request = batch[live[k]];
+                    try
+                    {
+                        results[live[k]] = Postprocess(outputs[k], request);
+                    }
+                    catch (Exception e)
+                    {
+                        results[live[k]] = Fail(request, e);
+                    }
+                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                foreach (var i in live) results[i] = Fail(batch[i], e);
+            }
+            finally
+            {
+                foreach (var input in inputs) (input as IDisposable)?.Dispose();
+            }
+        }
+
+        return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
+    }
+
+    /// <summary>Maps a hook's exception to this request's error response.</summary>
+    protected virtual HandlerOutput Fail(InferenceRequest request, Exception error)
+    {
+        var output = error is HandlerException h
+            ? HandlerOutput.Error(h.StatusCode, h.Message)
+            : HandlerOutput.Error(503, $"Prediction failed: {error.Message}", "InternalServerException");
+        request.Response.StatusCode = output.StatusCode!.Value;
+        return output;
+    }
+
+    /// <summary>Releases the session.</summary>
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Override to release what the handler owns; call the base.</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Session?.Dispose();
+            Session = null;
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using ServeSharp.Archive;
+
+namespace ServeSharp.Archiver;
+
+/// <summary>Parses torch-model-archiver's flags (both "--flag value" and "--flag=value") into an <see cref="ArchiveSpec"/>.</summary>
+internal static class ArchiverOptions
+{
+    public const string Usage = """
+        usage: servesharp-archiver --model-name NAME --handler HANDLER [--version V] [--serialized-file FILE]
+                                   [--model-file FILE] [--extra-files A,B,...] [--config-file FILE]
+                                   [--requirements-file FILE] [--export-path DIR]
+                                   [--archive-format {default,no-archive,tgz}] [-f|--force]
+
+          --model-name          model name; the archive is NAME.mar (NAME.tar.gz, or folder NAME)
+          --handler             a built-in (image_segmenter) or a .cs/.dll file, optionally FILE:Namespace.Class
+          -v, --version         model version (default 1.0)
+          --serialized-file     the ONNX model
+          --model-file          a model definition file, stored as TorchServe does
+          --extra-files         comma-separated files or folders copied to the archive root
+          --config-file         model-config.yaml
+          --requirements-file   stored in the archive only (ServeSharp installs nothing)
+          --export-path         where to write (default: current folder)
+          --archive-format      default (.mar zip), no-archive (folder) or tgz
+          -f, --force           overwrite an existing archive
+        """;
+
+    public static ArchiveSpec Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>();
+        var force = false;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            if (arg is "-f" or "--force") { force = true; continue; }
+            var eq = arg.IndexOf('=');
+            var key = eq > 0 ? arg[..eq] : arg;
+            key = key == "-v" ? "--version" : key;
+            if (!KnownFlags.Contains(key)) throw new ArgumentException($"unknown argument '{arg}'");
+            string value;
+            if (eq > 0) value = arg[(eq + 1)..];
+            else if (i + 1 < args.Length) value = args[++i];
+            else throw new ArgumentException($"{key} needs a value");
+            values[key] = value;
+        }
+
+        string? Get(string key) => values.TryGetValue(key, out var v) ? v : null;
+        return new ArchiveSpec
+        {
+            ModelName = Get("--model-name") ?? throw new ArgumentException("--model-name is required"),
+            Handler = Get("--handler") ?? throw new ArgumentException("--handler is required"),
+            Version = Get("--version") ?? "1.0",
+            SerializedFile = Get("--serialized-file"),
+            ModelFile = Get("--model-file"),
+            ExtraFiles = Get("--extra-files")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
+            ConfigFile = Get("--config-file"),
+            RequirementsFile = Get("--requirements-file"),
+            ExportPath = Get("--export-path") ?? ".",
+            Format = ArchiveFormats.Parse(Get("--archive-format") ?? "default"),
+            Force = force,
+        };
+    }
+
+    private static readonly HashSet<string> KnownFlags =
+    [
+        "--model-name", "--handler", "--version", "--serialized-file", "--model-file", "--extra-files",
+        "--config-file", "--requirements-file", "--export-path", "--archive-format", "--runtime",
+    ];
+}
