@@ -11,9 +11,10 @@ namespace ServeSharp.Loader;
 /// </summary>
 public sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHandler>> builtIns)
 {
-    public HandlerFactory Resolve(ModelArchive archive)
+    /// <summary>Resolves the archive's handler, or <paramref name="handlerOverride"/> (the management API's <c>handler</c> parameter).</summary>
+    public HandlerFactory Resolve(ModelArchive archive, string? handlerOverride = null)
     {
-        var handler = archive.Model.Handler!;
+        var handler = handlerOverride ?? archive.Model.Handler!;
         var (file, entry) = ArchiveWriter.SplitHandler(handler);
 
         if (builtIns.TryGetValue(handler, out var builtIn))

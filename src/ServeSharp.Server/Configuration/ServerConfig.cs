@@ -1,0 +1,168 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace ServeSharp.Server.Configuration;
+
+/// <summary>
+/// config.properties, typed. Defaults follow TorchServe's where ServeSharp has the same concept; every key is
+/// documented in the repository's config.properties. Unknown keys become warnings, never failures.
+/// </summary>
+public sealed record ServerConfig
+{
+    public Uri InferenceAddress { get; init; } = new("http://127.0.0.1:8080");
+    public Uri ManagementAddress { get; init; } = new("http://127.0.0.1:8081");
+    public Uri MetricsAddress { get; init; } = new("http://127.0.0.1:8082");
+    public string? ModelStore { get; init; }
+    public IReadOnlyList<string> LoadModels { get; init; } = [];
+    public int DefaultWorkersPerModel { get; init; } = 1;
+    public int JobQueueSize { get; init; } = 100;
+    public int DefaultResponseTimeout { get; init; } = 120;
+    public int DefaultStartupTimeout { get; init; } = 120;
+    public int DefaultBatchSize { get; init; } = 1;
+    public int DefaultMaxBatchDelay { get; init; } = 100;
+    public long MaxRequestSize { get; init; } = 6_553_500;
+    public long MaxResponseSize { get; init; } = 6_553_500;
+    public int NumberOfGpu { get; init; }
+    public IReadOnlyList<string> AllowedUrls { get; init; } = ["file://.*", "http(s)?://.*"];
+    public bool DisableTokenAuthorization { get; init; }
+    public bool EnableModelApi { get; init; }
+    public bool EnableEnvVarsConfig { get; init; }
+    public long MaxArchiveBytes { get; init; } = 4L * 1024 * 1024 * 1024;
+
+    /// <summary>The <c>models</c> JSON block: model name → version → settings.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, ModelSettings>> Models { get; init; } =
+        new Dictionary<string, IReadOnlyDictionary<string, ModelSettings>>();
+
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    private static readonly HashSet<string> IgnoredTorchServeKeys =
+    [
+        "number_of_netty_threads", "netty_client_threads", "default_service_handler", "async_logging", "vmargs",
+        "install_py_dep_per_model", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
+        "keystore", "keystore_pass", "keystore_type", "certificate_file", "private_key_file", "workflow_store",
+        "metrics_mode", "metrics_config", "grpc_inference_port", "grpc_management_port", "enable_grpc_ssl",
+        "use_native_io", "prefer_direct_buffer", "model_snapshot", "plugins_path", "ts_allowed_urls",
+    ];
+
+    /// <summary>Builds the config from properties (and, if they say so, TS_* environment variables).</summary>
+    public static ServerConfig From(IReadOnlyDictionary<string, string> properties, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var values = new Dictionary<string, string>(properties, StringComparer.Ordinal);
+        if (Bool(values, "enable_envvars_config") == true && environment is not null)
+        {
+            foreach (var (name, value) in environment)
+            {
+                if (name.StartsWith("TS_", StringComparison.Ordinal)) values[name[3..].ToLowerInvariant()] = value;
+            }
+        }
+
+        var warnings = new List<string>();
+        var defaults = new ServerConfig();
+        var config = new ServerConfig
+        {
+            InferenceAddress = Address(values, "inference_address", defaults.InferenceAddress),
+            ManagementAddress = Address(values, "management_address", defaults.ManagementAddress),
+            MetricsAddress = Address(values, "metrics_address", defaults.MetricsAddress),
+            ModelStore = values.GetValueOrDefault("model_store"),
+            LoadModels = List(values.GetValueOrDefault("load_models")),
+            DefaultWorkersPerModel = Int(values, "default_workers_per_model") ?? defaults.DefaultWorkersPerModel,
+            JobQueueSize = Int(values, "job_queue_size") ?? defaults.JobQueueSize,
+            DefaultResponseTimeout = Int(values, "default_response_timeout") ?? defaults.DefaultResponseTimeout,
+            DefaultStartupTimeout = Int(values, "default_startup_timeout") ?? defaults.DefaultStartupTimeout,
+            DefaultBatchSize = Int(values, "batch_size") ?? defaults.DefaultBatchSize,
+            DefaultMaxBatchDelay = Int(values, "max_batch_delay") ?? defaults.DefaultMaxBatchDelay,
+            MaxRequestSize = Long(values, "max_request_size") ?? defaults.MaxRequestSize,
+            MaxResponseSize = Long(values, "max_response_size") ?? defaults.MaxResponseSize,
+            NumberOfGpu = Int(values, "number_of_gpu") ?? 0,
+            AllowedUrls = values.TryGetValue("allowed_urls", out var urls) ? List(urls) : defaults.AllowedUrls,
+            DisableTokenAuthorization = Bool(values, "disable_token_authorization") ?? false,
+            EnableModelApi = Bool(values, "enable_model_api") ?? false,
+            EnableEnvVarsConfig = Bool(values, "enable_envvars_config") ?? false,
+            MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
+            Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
+            Warnings = warnings,
+        };
+
+        foreach (var key in values.Keys)
+        {
+            if (!KnownKeys.Contains(key) && !IgnoredTorchServeKeys.Contains(key) && !key.StartsWith("metrics_", StringComparison.Ordinal))
+                warnings.Add($"config.properties: unknown key '{key}' is ignored");
+        }
+        if (config.JobQueueSize < 1) throw new FormatException("config.properties: job_queue_size must be at least 1");
+        return config;
+    }
+
+    private static readonly HashSet<string> KnownKeys =
+    [
+        "inference_address", "management_address", "metrics_address", "model_store", "load_models",
+        "default_workers_per_model", "job_queue_size", "default_response_timeout", "default_startup_timeout",
+        "batch_size", "max_batch_delay", "max_request_size", "max_response_size", "number_of_gpu", "allowed_urls",
+        "disable_token_authorization", "enable_model_api", "enable_envvars_config", "max_archive_size", "models",
+    ];
+
+    private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)
+    {
+        if (!values.TryGetValue(key, out var text)) return fallback;
+        if (Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") return uri;
+        throw new FormatException($"config.properties: {key} '{text}' is not an http(s)://host:port address");
+    }
+
+    private static IReadOnlyList<string> List(string? text) =>
+        string.IsNullOrWhiteSpace(text) ? [] : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    private static int? Int(Dictionary<string, string> values, string key) =>
+        values.TryGetValue(key, out var s) ? int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
+            : throw new FormatException($"config.properties: {key} '{s}' is not an integer") : null;
+
+    private static long? Long(Dictionary<string, string> values, string key) =>
+        values.TryGetValue(key, out var s) ? long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
+            : throw new FormatException($"config.properties: {key} '{s}' is not an integer") : null;
+
+    private static bool? Bool(Dictionary<string, string> values, string key) =>
+        values.TryGetValue(key, out var s) ? s.Equals("true", StringComparison.OrdinalIgnoreCase) ? true
+            : s.Equals("false", StringComparison.OrdinalIgnoreCase) ? false
+            : throw new FormatException($"config.properties: {key} '{s}' is not true or false") : null;
+
+    private static IReadOnlyDictionary<string, IReadOnlyDictionary<string, ModelSettings>> ParseModels(string json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            var result = new Dictionary<string, IReadOnlyDictionary<string, ModelSettings>>();
+            foreach (var model in doc.RootElement.EnumerateObject())
+            {
+                var versions = new Dictionary<string, ModelSettings>();
+                foreach (var version in model.Value.EnumerateObject()) versions[version.Name] = ModelSettings.FromJson(version.Value);
+                result[model.Name] = versions;
+            }
+            return result;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new FormatException($"config.properties: models is not TorchServe's JSON block ({e.Message})", e);
+        }
+    }
+}
+
+/// <summary>Per-model settings from config.properties' <c>models</c> block (TorchServe's key names).</summary>
+public sealed record ModelSettings
+{
+    public bool? DefaultVersion { get; init; }
+    public string? MarName { get; init; }
+    public int? MinWorkers { get; init; }
+    public int? MaxWorkers { get; init; }
+    public int? BatchSize { get; init; }
+    public int? MaxBatchDelay { get; init; }
+    public int? ResponseTimeout { get; init; }
+
+    public static ModelSettings FromJson(JsonElement e) => new()
+    {
+        DefaultVersion = e.TryGetProperty("defaultVersion", out var d) ? d.GetBoolean() : null,
+        MarName = e.TryGetProperty("marName", out var m) ? m.GetString() : null,
+        MinWorkers = e.TryGetProperty("minWorkers", out var min) ? min.GetInt32() : null,
+        MaxWorkers = e.TryGetProperty("maxWorkers", out var max) ? max.GetInt32() : null,
+        BatchSize = e.TryGetProperty("batchSize", out var b) ? b.GetInt32() : null,
+        MaxBatchDelay = e.TryGetProperty("maxBatchDelay", out var delay) ? delay.GetInt32() : null,
+        ResponseTimeout = e.TryGetProperty("responseTimeout", out var t) ? t.GetInt32() : null,
+    };
+}

@@ -1,0 +1,71 @@
+using Microsoft.AspNetCore.Http.Features;
+using ServeSharp.Sdk;
+
+namespace ServeSharp.Server.Http;
+
+/// <summary>
+/// Turns an HTTP request into the handler's <see cref="InferenceRequest"/> the way TorchServe does: a raw body
+/// becomes parameter <c>body</c>; multipart and form fields become parameters by name (files keep their
+/// content type); query-string values become parameters; headers pass through.
+/// </summary>
+internal static class RequestReader
+{
+    public static async Task<InferenceRequest> ReadAsync(HttpContext http, long maxRequestSize, CancellationToken cancellationToken)
+    {
+        var request = http.Request;
+        if (request.ContentLength > maxRequestSize) throw TooLarge(maxRequestSize);
+
+        var parameters = new Dictionary<string, RequestParameter>(StringComparer.Ordinal);
+        try
+        {
+            if (request.HasFormContentType)
+            {
+                var form = await request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = maxRequestSize, ValueLengthLimit = (int)Math.Min(int.MaxValue, maxRequestSize) }, cancellationToken);
+                foreach (var (name, value) in form) parameters[name] = RequestParameter.Text(name, value.ToString());
+                foreach (var file in form.Files)
+                {
+                    using var buffer = new MemoryStream((int)Math.Min(file.Length, int.MaxValue));
+                    await file.CopyToAsync(buffer, cancellationToken);
+                    parameters[file.Name] = new RequestParameter(file.Name, buffer.ToArray(), file.ContentType);
+                }
+            }
+            else
+            {
+                parameters["body"] = new RequestParameter("body", await ReadBodyAsync(request, maxRequestSize, cancellationToken), request.ContentType);
+            }
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(maxRequestSize);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ApiException(400, $"Malformed request body: {e.Message}");
+        }
+
+        foreach (var (name, value) in request.Query)
+        {
+            parameters.TryAdd(name, RequestParameter.Text(name, value.ToString()));
+        }
+
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, value) in request.Headers) headers[name] = value.ToString();
+        return new InferenceRequest(http.TraceIdentifier, parameters, headers);
+    }
+
+    private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpRequest request, long cap, CancellationToken cancellationToken)
+    {
+        var buffer = new MemoryStream(request.ContentLength is { } n and < int.MaxValue ? (int)n : 64 * 1024);
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            if (buffer.Length + read > cap) throw TooLarge(cap);
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+    }
+
+    private static ApiException TooLarge(long cap) =>
+        new(413, $"Request body exceeds max_request_size ({cap} bytes)", "RequestEntityTooLargeException");
+}

@@ -1,0 +1,101 @@
+using System.Text.RegularExpressions;
+using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Http;
+
+namespace ServeSharp.Server.Wlm;
+
+/// <summary>
+/// Turns a registration <c>url</c> into a local archive path, as TorchServe does: a name in the model store,
+/// a local path, or an http(s)/file URL that must match <c>allowed_urls</c> (downloads land in the model store).
+/// </summary>
+public sealed class ModelSource(ServerConfig config, HttpClient http)
+{
+    private readonly Regex[] _allowed = [.. config.AllowedUrls.Select(p => new Regex("^(" + p + ")$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)))];
+
+    public string ModelStore => config.ModelStore ?? throw new ApiException(400, "No model store is configured (--model-store or model_store)");
+
+    /// <summary>Where archives are extracted while their model is registered.</summary>
+    public string ExtractionRoot { get; } = Path.Combine(Path.GetTempPath(), "servesharp", "models-" + Environment.ProcessId);
+
+    public async Task<string> ResolveAsync(string url, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(url)) throw new ApiException(400, "Parameter url is required");
+
+        if (url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            CheckAllowed(url);
+            return await DownloadAsync(new Uri(url), cancellationToken);
+        }
+
+        if (url.StartsWith("file://", StringComparison.OrdinalIgnoreCase))
+        {
+            CheckAllowed(url);
+            return Existing(new Uri(url).LocalPath, url);
+        }
+
+        if (Path.IsPathRooted(url)) return Existing(url, url);
+
+        var store = Path.GetFullPath(ModelStore);
+        var inStore = Path.GetFullPath(Path.Combine(store, url));
+        if (!inStore.StartsWith(store + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            throw new ApiException(400, $"Invalid model url '{url}': it leaves the model store");
+        return Existing(inStore, url);
+    }
+
+    private void CheckAllowed(string url)
+    {
+        if (!_allowed.Any(r => r.IsMatch(url)))
+            throw new ApiException(400, $"Given URL {url} does not match any allowed URL(s)");
+    }
+
+    private static string Existing(string path, string url) =>
+        File.Exists(path) || Directory.Exists(path) ? path : throw new ApiException(404, $"Model not found in model store: {url}", "ModelNotFoundException");
+
+    private async Task<string> DownloadAsync(Uri uri, CancellationToken cancellationToken)
+    {
+        var fileName = Path.GetFileName(uri.LocalPath);
+        if (string.IsNullOrEmpty(fileName) || fileName is "." or "..")
+            throw new ApiException(400, $"Cannot tell the archive's file name from {uri}");
+        var target = Path.Combine(ModelStore, fileName);
+        if (File.Exists(target))
+            throw new ApiException(409, $"Model archive {fileName} already exists in the model store", "FileAlreadyExistsException");
+
+        var partial = target + ".download-" + Guid.NewGuid().ToString("N");
+        try
+        {
+            using var response = await http.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+                throw new ApiException(400, $"Failed to download model from {uri}: HTTP {(int)response.StatusCode}", "DownloadArchiveException");
+            if (response.Content.Headers.ContentLength > config.MaxArchiveBytes)
+                throw new ApiException(400, $"Model archive at {uri} is larger than {config.MaxArchiveBytes} bytes");
+            await using (var body = await response.Content.ReadAsStreamAsync(cancellationToken))
+            await using (var file = File.Create(partial))
+            {
+                await CopyCappedAsync(body, file, config.MaxArchiveBytes, uri, cancellationToken);
+            }
+            File.Move(partial, target);
+            return target;
+        }
+        catch (HttpRequestException e)
+        {
+            throw new ApiException(400, $"Failed to download model from {uri}: {e.Message}", "DownloadArchiveException");
+        }
+        finally
+        {
+            if (File.Exists(partial)) File.Delete(partial);
+        }
+    }
+
+    private static async Task CopyCappedAsync(Stream from, Stream to, long cap, Uri uri, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[81920];
+        long total = 0;
+        int read;
+        while ((read = await from.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            total += read;
+            if (total > cap) throw new ApiException(400, $"Model archive at {uri} is larger than {cap} bytes");
+            await to.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+        }
+    }
+}

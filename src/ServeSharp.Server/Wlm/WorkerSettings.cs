@@ -1,0 +1,18 @@
+namespace ServeSharp.Server.Wlm;
+
+/// <summary>
+/// The settings a model version runs with, after TorchServe's layering: config.properties defaults and its
+/// <c>models</c> block, then the archive's model-config.yaml, then management-API parameters. Mutable only
+/// through the management API (scale), under the model's lock.
+/// </summary>
+public sealed record WorkerSettings
+{
+    public int MinWorkers { get; init; }
+    public int MaxWorkers { get; init; }
+    public int BatchSize { get; init; } = 1;
+    public int MaxBatchDelayMs { get; init; } = 100;
+    public int ResponseTimeoutSeconds { get; init; } = 120;
+    public int StartupTimeoutSeconds { get; init; } = 120;
+    public string DeviceType { get; init; } = "cpu";
+    public IReadOnlyList<int> DeviceIds { get; init; } = [];
+}
