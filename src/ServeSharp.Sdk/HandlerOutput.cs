@@ -37,7 +37,7 @@ public static class ErrorBody
     public static byte[] Write(int code, string type, string message)
     {
         using var buffer = new MemoryStream(128 + message.Length);
-        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             json.WriteStartObject();
             json.WriteNumber("code", code);

@@ -47,4 +47,12 @@ public sealed record QueueStatus(
 [JsonSerializable(typeof(StatusResponse))]
 [JsonSerializable(typeof(ModelListResponse))]
 [JsonSerializable(typeof(List<ModelDescription>))]
-internal sealed partial class ApiJsonContext : JsonSerializerContext;
+internal sealed partial class ApiJsonContext : JsonSerializerContext
+{
+    /// <summary>Writes quotes as \" (not \u0022), as TorchServe's messages read.</summary>
+    public static ApiJsonContext Relaxed { get; } = new(new System.Text.Json.JsonSerializerOptions
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+}

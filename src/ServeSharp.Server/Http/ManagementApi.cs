@@ -43,7 +43,7 @@ internal static class ManagementApi
         var all = models.ListDefaults();
         var page = all.Skip(start).Take(limit).Select(m => new ModelListEntry(m.Name, m.Url)).ToList();
         var next = start + limit < all.Count ? (start + limit).ToString(CultureInfo.InvariantCulture) : null;
-        return Respond.Json(http, 200, new ModelListResponse(page, next), ApiJsonContext.Default.ModelListResponse);
+        return Respond.Json(http, 200, new ModelListResponse(page, next), ApiJsonContext.Relaxed.ModelListResponse);
     }
 
     private static async Task RegisterAsync(HttpContext http, ModelManager models, ServerConfig config)
@@ -90,7 +90,7 @@ internal static class ManagementApi
                     w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.Status),
                     memory, Environment.ProcessId, w.GpuId is not null, w.GpuId is { } g ? $"gpu {g}" : "N/A"))]);
         }).ToList();
-        return Respond.Json(http, 200, list, ApiJsonContext.Default.ListModelDescription);
+        return Respond.Json(http, 200, list, ApiJsonContext.Relaxed.ListModelDescription);
     }
 
     private static async Task ScaleAsync(HttpContext http, ModelManager models, string name, string? version)

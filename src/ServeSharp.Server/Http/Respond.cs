@@ -14,7 +14,7 @@ internal static class Respond
     }
 
     public static Task Status(HttpContext http, int status, string message) =>
-        Json(http, status, new StatusResponse(message), ApiJsonContext.Default.StatusResponse);
+        Json(http, status, new StatusResponse(message), ApiJsonContext.Relaxed.StatusResponse);
 
     public static Task Error(HttpContext http, int status, string message, string? type = null)
     {

@@ -13,7 +13,7 @@ internal static class Repo
     public static string Tool(string relative) => Path.Combine(Root, "tools", relative);
 
     /// <summary>Runs a process to completion and returns its exit code and combined output.</summary>
-    public static (int ExitCode, string Output) Run(string file, IEnumerable<string> args, string? workingDirectory = null, int timeoutSeconds = 600)
+    public static (int ExitCode, string Output) Run(string file, IEnumerable<string> args, string? workingDirectory = null, int timeoutSeconds = 600, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(file)
         {
@@ -21,6 +21,10 @@ internal static class Repo
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory ?? Root,
         };
+        if (environment is not null)
+        {
+            foreach (var (k, v) in environment) info.Environment[k] = v;
+        }
         foreach (var a in args) info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();

@@ -1,0 +1,131 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace ServeSharp.Tests.Support;
+
+/// <summary>
+/// The real servesharp command, started with --start in its own folder on free loopback ports and stopped
+/// with --stop, as a user would run it. Each instance has its own pid file, logs/ and key_file.json.
+/// </summary>
+internal sealed class ServerProcess : IAsyncDisposable
+{
+    private ServerProcess(string directory, int inference, int management, int metrics)
+    {
+        Directory = directory;
+        InferenceUrl = $"http://127.0.0.1:{inference}";
+        ManagementUrl = $"http://127.0.0.1:{management}";
+        MetricsUrl = $"http://127.0.0.1:{metrics}";
+    }
+
+    public string Directory { get; }
+    public string InferenceUrl { get; }
+    public string ManagementUrl { get; }
+    public string MetricsUrl { get; }
+    public string? InferenceKey { get; private set; }
+    public string? ManagementKey { get; private set; }
+    public string StartOutput { get; private set; } = "";
+    public bool Running { get; private set; }
+
+    public HttpClient Inference => Client(InferenceUrl, InferenceKey);
+    public HttpClient Management => Client(ManagementUrl, ManagementKey);
+    public HttpClient Metrics => Client(MetricsUrl, null);
+
+    private IReadOnlyDictionary<string, string> Environment => new Dictionary<string, string>
+    {
+        ["SERVESHARP_PID_FILE"] = Path.Combine(Directory, "servesharp.pid"),
+        ["LOG_LOCATION"] = Path.Combine(Directory, "logs"),
+    };
+
+    /// <summary>Starts a server in <paramref name="directory"/> (kept between starts: snapshots and keys live there).</summary>
+    public static ServerProcess Start(string directory, string modelStore, string[] args, string extraConfig = "", bool expectSuccess = true)
+    {
+        var server = new ServerProcess(directory, FreePort(), FreePort(), FreePort());
+        File.WriteAllText(Path.Combine(directory, "config.properties"), $"""
+            inference_address={server.InferenceUrl}
+            management_address={server.ManagementUrl}
+            metrics_address={server.MetricsUrl}
+            model_store={modelStore}
+            {extraConfig}
+            """);
+        server.Launch(args, expectSuccess);
+        return server;
+    }
+
+    /// <summary>Starts the server again on the same ports and folder (for snapshot restore).</summary>
+    public void Restart(string[] args) => Launch(args, expectSuccess: true);
+
+    private void Launch(string[] args, bool expectSuccess)
+    {
+        var (code, output) = Repo.Run("dotnet", [ServerDll, "--start", "--ts-config", "config.properties", .. args], Directory, 180, Environment);
+        StartOutput = output;
+        Running = code == 0;
+        if (expectSuccess) Assert.True(code == 0, $"servesharp --start failed ({code}):\n{output}\n{Log()}");
+        var keyFile = Path.Combine(Directory, "key_file.json");
+        if (File.Exists(keyFile))
+        {
+            using var keys = JsonDocument.Parse(File.ReadAllText(keyFile));
+            InferenceKey = keys.RootElement.GetProperty("inference").GetProperty("key").GetString();
+            ManagementKey = keys.RootElement.GetProperty("management").GetProperty("key").GetString();
+        }
+    }
+
+    public (int ExitCode, string Output) Stop()
+    {
+        var result = Repo.Run("dotnet", [ServerDll, "--stop"], Directory, 120, Environment);
+        Running = false;
+        return result;
+    }
+
+    /// <summary>Runs the curl binary, as TorchServe's docs do; returns (HTTP status, body).</summary>
+    public static (int Status, string Body) Curl(params string[] args)
+    {
+        var (code, output) = Repo.Run("curl", ["-s", "-w", "\n%{http_code}", .. args]);
+        Assert.True(code == 0, $"curl failed ({code}): {output}");
+        var cut = output.LastIndexOf('\n');
+        return (int.Parse(output[(cut + 1)..].Trim()), output[..cut]);
+    }
+
+    public string Log()
+    {
+        var file = Path.Combine(Directory, "logs", "servesharp.log");
+        return File.Exists(file) ? string.Join('\n', File.ReadLines(file).TakeLast(40)) : "(no log)";
+    }
+
+    /// <summary>Polls /ping until it says Healthy (workers load in the background after start).</summary>
+    public async Task WaitHealthyAsync(TimeSpan? timeout = null)
+    {
+        using var http = Inference;
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
+        while (DateTime.UtcNow < deadline)
+        {
+            using var response = await http.GetAsync("/ping");
+            if (response.StatusCode == HttpStatusCode.OK) return;
+            await Task.Delay(100);
+        }
+        Assert.Fail("server did not become Healthy:\n" + Log());
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Running) Stop();
+        return ValueTask.CompletedTask;
+    }
+
+    private static string ServerDll => Path.Combine(AppContext.BaseDirectory, "servesharp.dll");
+
+    private static HttpClient Client(string url, string? key)
+    {
+        var client = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(120) };
+        if (key is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new TcpListener(IPAddress.Loopback, 0);
+        socket.Start();
+        return ((IPEndPoint)socket.LocalEndpoint).Port;
+    }
+}
