@@ -36,12 +36,30 @@ public static class PropertiesFile
             var split = entry.IndexOfAny(['=', ':']);
             if (split < 0)
             {
-                result[entry.Trim()] = "";
+                result[Unescape(entry.Trim())] = "";
                 continue;
             }
-            result[entry[..split].Trim()] = entry[(split + 1)..].Trim();
+            result[Unescape(entry[..split].Trim())] = Unescape(entry[(split + 1)..].Trim());
         }
         return result;
+    }
+
+    /// <summary>Java's escapes: \\ → \, \t \n \r, and a backslash before any other character keeps that character.</summary>
+    private static string Unescape(string value)
+    {
+        if (!value.Contains('\\')) return value;
+        var result = new StringBuilder(value.Length);
+        for (var i = 0; i < value.Length; i++)
+        {
+            if (value[i] != '\\' || i + 1 == value.Length)
+            {
+                result.Append(value[i]);
+                continue;
+            }
+            var next = value[++i];
+            result.Append(next switch { 't' => '\t', 'n' => '\n', 'r' => '\r', 'f' => '\f', _ => next });
+        }
+        return result.ToString();
     }
 
     // An odd number of trailing backslashes continues the line; "\\" is a literal backslash.

@@ -102,18 +102,22 @@ public sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics m
         return null;
     }
 
-    // A timed-out worker is gone; keep the pool at its size. The exception has a home: the log.
+    // A timed-out worker is gone; keep the pool at its size. The dead worker stays listed until its replacement
+    // is, so a request arriving in between queues for the new worker instead of seeing an empty pool.
+    // The exception has a home: the log.
     private async Task ReplaceAsync(Model model, WorkerThread dead)
     {
-        model.Remove(dead);
-        if (model.Retired) return;
         try
         {
-            await ScaleAsync(model, model.Settings.MinWorkers, CancellationToken.None);
+            if (!model.Retired) await ScaleAsync(model, model.Settings.MinWorkers, CancellationToken.None);
         }
         catch (Exception e)
         {
             LogReplaceFailed(_logger, model.Name, e);
+        }
+        finally
+        {
+            model.Remove(dead);
         }
     }
 

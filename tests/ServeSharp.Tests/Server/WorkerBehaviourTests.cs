@@ -1,0 +1,199 @@
+using System.Net;
+using System.Text.Json;
+using ServeSharp.Tests.Support;
+
+namespace ServeSharp.Tests.Server;
+
+/// <summary>Batching, the bounded queue, response timeouts, failures that stay local, and metrics — on one real server.</summary>
+[Collection("server")]
+public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifetime
+{
+    private ServerProcess _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _server = ServerProcess.Start(store.NewWorkDir(), store.Store,
+            ["--models", "probe=probe.mar", "batcher=batcher.mar", "linear=linear.mar", "--ncs", "--disable-token-auth", "--enable-model-api"],
+            "job_queue_size=3\nmax_request_size=10000\nallowed_urls=http://127\\\\.0\\\\.0\\\\.1:\\\\d+/.*\\\\.mar");
+        await _server.WaitHealthyAsync();
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task Four_concurrent_requests_become_one_handler_call_with_batch_size_four()
+    {
+        using var inference = _server.Inference;
+        var responses = await Task.WhenAll(Enumerable.Range(0, 4).Select(i => inference.PostAsync("/predictions/batcher", new StringContent($"r{i}"))));
+        var bodies = await Task.WhenAll(responses.Select(r => r.Content.ReadAsStringAsync()));
+        var docs = bodies.Select(b => JsonDocument.Parse(b).RootElement).ToArray();
+        Assert.All(docs, d => Assert.Equal(4, d.GetProperty("batch").GetInt32()));
+        Assert.Single(docs.Select(d => d.GetProperty("call").GetInt32()).Distinct());
+        // Each request got its own answer back, in its own response.
+        Assert.Equal(["r0", "r1", "r2", "r3"], docs.Select(d => d.GetProperty("body").GetString()).Order());
+    }
+
+    [Fact]
+    public async Task A_burst_beyond_the_queue_gets_503_with_retry_after_and_nothing_is_lost()
+    {
+        using var inference = _server.Inference;
+        // One worker, 600 ms per request, room for 3 in the queue: of 12 sent at once most must be refused.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => inference.PostAsync("/predictions/probe?sleep_ms=600", new StringContent("burst"))));
+        var ok = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
+        var refused = responses.Where(r => r.StatusCode == HttpStatusCode.ServiceUnavailable).ToList();
+        Assert.Equal(12, ok + refused.Count);
+        Assert.InRange(ok, 1, 5);
+        Assert.NotEmpty(refused);
+        Assert.All(refused, r => Assert.Equal("1", r.Headers.RetryAfter?.ToString()));
+        var error = JsonDocument.Parse(await refused[0].Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(503, error.GetProperty("code").GetInt32());
+        Assert.Equal("ServiceUnavailableException", error.GetProperty("type").GetString());
+        Assert.Contains("job queue is full", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task A_batch_over_response_timeout_gets_an_error_and_the_worker_is_replaced()
+    {
+        using var management = _server.Management;
+        var registered = await management.PostAsync("/models?url=probe.mar&model_name=timeouts&initial_workers=1&synchronous=true&response_timeout=1", null);
+        Assert.Equal(HttpStatusCode.OK, registered.StatusCode);
+        var before = (await ServerLifecycleTests.DescribeAsync(management, "/models/timeouts")).GetProperty("workers")[0].GetProperty("id").GetString();
+
+        using var inference = _server.Inference;
+        var slow = await inference.PostAsync("/predictions/timeouts?sleep_ms=4000", new StringContent("slow"));
+        Assert.Equal(HttpStatusCode.InternalServerError, slow.StatusCode);
+        Assert.Contains("did not answer within 1s", await slow.Content.ReadAsStringAsync());
+
+        var next = await inference.PostAsync("/predictions/timeouts", new StringContent("fast"));
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+        var workers = (await ServerLifecycleTests.DescribeAsync(management, "/models/timeouts")).GetProperty("workers");
+        Assert.Equal(1, workers.GetArrayLength());
+        Assert.NotEqual(before, workers[0].GetProperty("id").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await management.DeleteAsync("/models/timeouts")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Failures_stay_with_their_request_and_their_model()
+    {
+        using var inference = _server.Inference;
+        var failing = await inference.PostAsync("/predictions/probe?fail=1", new StringContent("x"));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failing.StatusCode);
+        var error = JsonDocument.Parse(await failing.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("InternalServerException", error.GetProperty("type").GetString());
+        Assert.Contains("Prediction failed", error.GetProperty("message").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await inference.PostAsync("/predictions/probe", new StringContent("x"))).StatusCode);
+
+        // A model whose handler cannot initialise fails its registration alone; the server keeps serving.
+        using var management = _server.Management;
+        var bad = await management.PostAsync("/models?url=badinit.mar&initial_workers=1&synchronous=true", null);
+        Assert.Equal(HttpStatusCode.InternalServerError, bad.StatusCode);
+        Assert.Contains("initialisation failed on purpose", await bad.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.NotFound, (await management.GetAsync("/models/badinit")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await inference.GetAsync("/ping")).StatusCode);
+    }
+
+    public static TheoryData<string, string, int, string> Errors => new()
+    {
+        { "POST", "/predictions/nosuchmodel", 404, "Model not found: nosuchmodel" },
+        { "POST", "/predictions/probe/7.7", 404, "Model version 7.7 not found for model probe" },
+        { "PUT", "/models/probe?min_worker=abc", 400, "Invalid parameter min_worker: 'abc' is not an integer" },
+        { "POST", "/models", 400, "Parameter url is required" },
+        { "POST", "/models?url=nothere.mar", 404, "Model not found in model store: nothere.mar" },
+        { "POST", "/models?url=../escape.mar", 400, "leaves the model store" },
+        { "POST", "/models?url=https://example.com/m.mar", 400, "does not match any allowed URL" },
+        { "POST", "/models?url=probe.mar", 409, "Model version 1.0 is already registered for model probe" },
+        { "DELETE", "/models/nosuchmodel", 404, "Model not found: nosuchmodel" },
+        { "PUT", "/models/probe/9.9/set-default", 404, "Model version 9.9 not found for model probe" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Errors))]
+    public async Task Bad_requests_get_torchserve_error_json(string method, string path, int status, string message)
+    {
+        using var client = path.StartsWith("/predictions", StringComparison.Ordinal) ? _server.Inference : _server.Management;
+        using var response = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = new StringContent("x") });
+        Assert.Equal(status, (int)response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(status, error.GetProperty("code").GetInt32());
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("type").GetString()));
+        Assert.Contains(message, error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task A_body_over_max_request_size_is_413()
+    {
+        using var inference = _server.Inference;
+        var response = await inference.PostAsync("/predictions/probe", new ByteArrayContent(new byte[20_000]));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Contains("max_request_size", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Metrics_count_the_predictions_sent_and_filter_by_name()
+    {
+        using var inference = _server.Inference;
+        for (var i = 0; i < 5; i++)
+            Assert.Equal(HttpStatusCode.OK, (await inference.PostAsync("/predictions/linear", new ByteArrayContent("1,2,3"u8.ToArray()))).StatusCode);
+
+        using var metrics = _server.Metrics;
+        var text = await metrics.GetStringAsync("/metrics");
+        Assert.Matches("""ts_inference_requests_total\{model_name="linear",model_version="1.0",hostname="[^"]+"\} 5\b""", text);
+        Assert.Matches("""ts_inference_latency_microseconds\{model_name="linear",model_version="1.0",hostname="[^"]+"\} [0-9.e+]+""", text);
+        Assert.Contains("ts_queue_latency_microseconds{model_name=\"linear\"", text);
+        Assert.Contains("Requests2XX{Level=\"Host\"", text);
+        Assert.Contains("HandlerTime{ModelName=\"linear\"", text);
+        Assert.Contains("WorkerLoadTime{WorkerName=", text);
+
+        var filtered = await metrics.GetStringAsync("/metrics?name[]=ts_inference_requests_total&name[]=Requests2XX");
+        Assert.Contains("ts_inference_requests_total", filtered);
+        Assert.Contains("Requests2XX", filtered);
+        Assert.DoesNotContain("ts_queue_latency_microseconds", filtered);
+    }
+
+    [Fact]
+    public async Task Registration_downloads_from_an_allowed_url_on_loopback()
+    {
+        using var listener = new HttpListener();
+        var port = FreePort();
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+        listener.Start();
+        var archive = await File.ReadAllBytesAsync(Path.Combine(store.Store, "linear.mar"));
+        var serving = Task.Run(async () =>
+        {
+            var context = await listener.GetContextAsync();
+            context.Response.ContentLength64 = archive.Length;
+            await context.Response.OutputStream.WriteAsync(archive);
+            context.Response.Close();
+        });
+
+        using var management = _server.Management;
+        var url = Uri.EscapeDataString($"http://127.0.0.1:{port}/downloaded-{Guid.NewGuid():N}.mar");
+        var response = await management.PostAsync($"/models?url={url}&model_name=downloaded&initial_workers=1&synchronous=true", null);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        await serving;
+        using var inference = _server.Inference;
+        var predicted = await inference.PostAsync("/predictions/downloaded", new ByteArrayContent("0,1,0"u8.ToArray()));
+        Assert.StartsWith("0,1,0,-1;argmax=1", await predicted.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, (await management.DeleteAsync("/models/downloaded")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Api_description_answers_on_options_and_get()
+    {
+        using var inference = _server.Inference;
+        var options = await inference.SendAsync(new HttpRequestMessage(HttpMethod.Options, "/"));
+        var doc = JsonDocument.Parse(await options.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("3.0.1", doc.GetProperty("openapi").GetString());
+        Assert.True(doc.GetProperty("paths").TryGetProperty("/predictions/{model_name}", out _));
+        using var management = _server.Management;
+        var described = JsonDocument.Parse(await management.GetStringAsync("/api-description")).RootElement;
+        Assert.True(described.GetProperty("paths").TryGetProperty("/models/{model_name}/{model_version}/set-default", out _));
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        socket.Start();
+        return ((IPEndPoint)socket.LocalEndpoint).Port;
+    }
+}
