@@ -10,6 +10,13 @@ namespace ServeSharp.Sdk;
 /// </summary>
 public static partial class OrtSessionFactory
 {
+    /// <summary>True in builds made with <c>-p:ServeSharpGpu=true</c> (the CUDA execution provider is compiled in).</summary>
+#if SERVESHARP_CUDA
+    public const bool CudaBuilt = true;
+#else
+    public const bool CudaBuilt = false;
+#endif
+
     /// <summary>Opens <paramref name="modelPath"/> for the worker described by <paramref name="properties"/>.</summary>
     public static InferenceSession Create(string modelPath, SystemProperties properties, ILogger logger)
     {

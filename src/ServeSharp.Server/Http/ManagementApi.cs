@@ -88,7 +88,7 @@ internal static class ManagementApi
                 models.IsDefault(m), m.LoadedAtStartup, new QueueStatus(Math.Max(0, m.QueueCapacity - pending), pending),
                 [.. m.Workers.Select(w => new WorkerDescription(
                     w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.Status),
-                    memory, Environment.ProcessId, w.GpuId is not null, w.GpuId is { } g ? $"gpu {g}" : "N/A"))]);
+                    memory, Environment.ProcessId, w.GpuId is not null && Sdk.OrtSessionFactory.CudaBuilt, GpuUsage(w.GpuId)))]);
         }).ToList();
         return Respond.Json(http, 200, list, ApiJsonContext.Relaxed.ListModelDescription);
     }
@@ -119,6 +119,14 @@ internal static class ManagementApi
         if (!config.EnableModelApi)
             throw new ApiException(405, "Model API is disabled: registering and unregistering models needs --enable-model-api or enable_model_api=true", "MethodNotAllowedException");
     }
+
+    // TorchServe's rule assigns the id either way; a CPU build says where the worker really runs.
+    private static string GpuUsage(int? gpu) => gpu switch
+    {
+        null => "N/A",
+        { } g when Sdk.OrtSessionFactory.CudaBuilt => $"gpu {g}",
+        { } g => $"assigned gpu {g}; CPU build, running on CPU",
+    };
 
     private static string StatusName(WorkerStatus s) => s switch
     {

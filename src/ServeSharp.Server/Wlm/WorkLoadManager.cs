@@ -96,10 +96,11 @@ public sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics m
     {
         if (settings.DeviceType != "gpu" && (settings.DeviceType == "cpu" || config.NumberOfGpu == 0)) return null;
         var slot = Interlocked.Increment(ref _gpuCounter) - 1;
-        if (settings.DeviceIds.Count > 0) return settings.DeviceIds[slot % settings.DeviceIds.Count];
-        if (config.NumberOfGpu > 0) return slot % config.NumberOfGpu;
-        LogNoGpu(_logger, model.Name);
-        return null;
+        int? gpu = settings.DeviceIds.Count > 0 ? settings.DeviceIds[slot % settings.DeviceIds.Count]
+            : config.NumberOfGpu > 0 ? slot % config.NumberOfGpu : null;
+        if (gpu is null) LogNoGpu(_logger, model.Name);
+        else if (!OrtSessionFactory.CudaBuilt) LogCpuBuild(_logger, model.Name, gpu.Value);
+        return gpu;
     }
 
     // A timed-out worker is gone; keep the pool at its size. The dead worker stays listed until its replacement
@@ -126,6 +127,9 @@ public sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics m
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} asks for deviceType gpu but number_of_gpu is 0 and no deviceIds are set; running on CPU")]
     private static partial void LogNoGpu(ILogger logger, string model);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model}: worker assigned GPU {Gpu}, but this build has the CPU ONNX Runtime (build with -p:ServeSharpGpu=true for CUDA); running on CPU")]
+    private static partial void LogCpuBuild(ILogger logger, string model, int gpu);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model}: could not replace a timed-out worker")]
     private static partial void LogReplaceFailed(ILogger logger, string model, Exception error);
