@@ -1,3 +1,4 @@
+using ServeSharp.Handlers.Segmentation;
 using ServeSharp.Sdk;
 
 namespace ServeSharp.Handlers;
@@ -7,5 +8,6 @@ public static class BuiltInHandlers
 {
     public static IReadOnlyDictionary<string, Func<IModelHandler>> All { get; } = new Dictionary<string, Func<IModelHandler>>(StringComparer.Ordinal)
     {
+        ["image_segmenter"] = () => new ImageSegmenter(),
     };
 }

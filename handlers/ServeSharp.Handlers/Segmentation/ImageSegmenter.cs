@@ -1,0 +1,83 @@
+using ServeSharp.Sdk;
+
+namespace ServeSharp.Handlers.Segmentation;
+
+/// <summary>
+/// The built-in <c>image_segmenter</c>: TorchServe's segmentation handler for ONNX DeepLab-family models, plus
+/// preprocessing modes, multi-scale/flip TTA, sliding windows, and mask, colour, overlay and summary outputs.
+/// A batch may mix image sizes: requests are grouped by input size and each group runs as one batch
+/// (padding would change every pixel's answer through the ASPP's image pooling).
+/// </summary>
+public sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
+{
+    private SegmenterOptions _options = new();
+    private SegmentationModel _model = null!;
+    private Palette _palette = Palette.Voc;
+    private ClassNames _names = ClassNames.Load(null);
+
+    public override void Initialize(HandlerContext context)
+    {
+        base.Initialize(context);
+        var file = context.Manifest.Model?.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
+        _model = SegmentationModel.From(Session!, file);
+        try
+        {
+            _options = SegmenterOptions.From(context.HandlerConfig);
+        }
+        catch (FormatException e)
+        {
+            throw new HandlerLoadException($"model-config.yaml handler section: {e.Message}", e);
+        }
+        if (_model.FixedInputSize is { } size && (_options.Mode != "fixed" || _options.FixedSize != (size.W, size.H)))
+            throw new HandlerLoadException($"{file} has a fixed input size {size.W}x{size.H}: set mode: fixed and size: [{size.W}, {size.H}] in the handler section");
+
+        var paletteFile = context.HandlerConfig.GetString("palette_file") ?? "palette.json";
+        if (File.Exists(context.PathOf(paletteFile))) _palette = Palette.Load(context.PathOf(paletteFile));
+        _names = ClassNames.Load(context.PathOf(context.HandlerConfig.GetString("index_to_name") ?? "index_to_name.json"));
+    }
+
+    protected override SegInput Preprocess(InferenceRequest request)
+    {
+        var options = _options.For(request);
+        var image = ImageDecoder.Decode(request, options.MaxPixels);
+        return Preprocessor.Prepare(image, options);
+    }
+
+    protected override IReadOnlyList<SegOutput> Inference(IReadOnlyList<SegInput> inputs, IReadOnlyList<InferenceRequest> requests)
+    {
+        var outputs = new SegOutput[inputs.Count];
+        var groups = new Dictionary<(int, int), List<int>>();
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var input = inputs[i];
+            if (input.Options.UsesSlide) outputs[i] = SegInference.RunSlide(_model, input);
+            else if (input.Options.UsesTta) outputs[i] = SegInference.RunTta(_model, input);
+            else
+            {
+                var key = (input.Geometry.BaseHeight, input.Geometry.BaseWidth);
+                if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
+                members.Add(i);
+            }
+        }
+        foreach (var members in groups.Values)
+        {
+            var results = SegInference.RunBatch(_model, members.ConvertAll(i => inputs[i]));
+            for (var k = 0; k < members.Count; k++) outputs[members[k]] = results[k];
+        }
+        return outputs;
+    }
+
+    protected override HandlerOutput Postprocess(SegOutput output, InferenceRequest request)
+    {
+        var o = output.Input.Options;
+        return o.Output switch
+        {
+            // TorchServe answers at the model's resolution in its own mode; elsewhere at the image's size.
+            "torchserve" => HandlerOutput.JsonBytes(OutputWriter.TorchServeJson(o.Mode == "torchserve" ? MapDecoder.AtBase(output) : MapDecoder.ToOriginal(output))),
+            "mask" => HandlerOutput.Bytes(OutputWriter.MaskPng(MapDecoder.ToOriginal(output)), "image/png"),
+            "color" => HandlerOutput.Bytes(OutputWriter.ColorPng(MapDecoder.ToOriginal(output), _palette), "image/png"),
+            "overlay" => HandlerOutput.Bytes(OutputWriter.OverlayPng(MapDecoder.ToOriginal(output), output.Input.Image, _palette, o.Alpha), "image/png"),
+            _ => HandlerOutput.JsonBytes(Summary.Json(MapDecoder.ToOriginal(output), _names, o.MaxRegions, o.Rle)),
+        };
+    }
+}

@@ -1,0 +1,63 @@
+namespace ServeSharp.Handlers.Segmentation;
+
+/// <summary>
+/// Where the model's input sits in the original image: the image was resized to Resized, and the model saw
+/// the Base-sized window at (CropX, CropY) of it (a centre crop in torchserve mode, the whole image otherwise).
+/// </summary>
+public sealed record Geometry(int OriginalWidth, int OriginalHeight, int ResizedWidth, int ResizedHeight, int CropX, int CropY, int BaseWidth, int BaseHeight)
+{
+    public bool IsCropped => BaseWidth != ResizedWidth || BaseHeight != ResizedHeight;
+}
+
+/// <summary>One request, ready for the model: the decoded image, its normalised CHW tensor, and the options in force.</summary>
+public sealed record SegInput(RgbImage Image, float[] Tensor, Geometry Geometry, SegmenterOptions Options);
+
+/// <summary>The preprocessing modes: TorchServe's image_segmenter, torchvision's eval preset, a fixed size, or none.</summary>
+public static class Preprocessor
+{
+    public static SegInput Prepare(RgbImage image, SegmenterOptions o)
+    {
+        int w = image.Width, h = image.Height;
+        RgbImage resized;
+        Geometry geometry;
+        switch (o.Mode)
+        {
+            case "torchserve":
+            {
+                // transforms.Resize(256) then CenterCrop(224): TorchServe's image_segmenter.
+                var (rw, rh) = PilResize.ShorterSideTo(w, h, o.TorchServeResize);
+                resized = PilResize.Resize(image, rw, rh);
+                var crop = o.TorchServeCrop;
+                var (cw, ch) = (Math.Min(crop, rw), Math.Min(crop, rh));
+                // torchvision's centre crop offsets: int(round((size - crop) / 2)), Python's round (half to even).
+                var left = (int)Math.Round((rw - cw) / 2.0, MidpointRounding.ToEven);
+                var top = (int)Math.Round((rh - ch) / 2.0, MidpointRounding.ToEven);
+                geometry = new Geometry(w, h, rw, rh, left, top, cw, ch);
+                resized = resized.Crop(left, top, cw, ch);
+                break;
+            }
+            case "torchvision":
+            {
+                var (rw, rh) = PilResize.ShorterSideTo(w, h, o.ResizeSize);
+                resized = PilResize.Resize(image, rw, rh);
+                geometry = new Geometry(w, h, rw, rh, 0, 0, rw, rh);
+                break;
+            }
+            case "fixed":
+            {
+                var (fw, fh) = o.FixedSize!.Value;
+                resized = PilResize.Resize(image, fw, fh);
+                geometry = new Geometry(w, h, fw, fh, 0, 0, fw, fh);
+                break;
+            }
+            default:
+                resized = image;
+                geometry = new Geometry(w, h, w, h, 0, 0, w, h);
+                break;
+        }
+
+        var tensor = new float[3 * resized.Width * resized.Height];
+        TensorOps.Normalize(resized, o.Mean, o.Std, tensor);
+        return new SegInput(image, tensor, geometry, o);
+    }
+}

@@ -1,0 +1,75 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using ServeSharp.Sdk;
+
+namespace ServeSharp.Handlers.Segmentation;
+
+/// <summary>
+/// The ONNX model as image_segmenter needs it, checked against ONNX Runtime's metadata at load: a float
+/// N×3×H×W input, and an output that is either logits (float N×C×H×W, "out" preferred) or a class map that
+/// already went through argmax (int64 N×H×W).
+/// </summary>
+public sealed class SegmentationModel
+{
+    private readonly InferenceSession _session;
+    private readonly string[] _inputNames;
+    private readonly string[] _outputNames;
+
+    private SegmentationModel(InferenceSession session, string input, string output, bool outputsClasses, (int H, int W)? fixedSize)
+    {
+        _session = session;
+        _inputNames = [input];
+        _outputNames = [output];
+        OutputsClasses = outputsClasses;
+        FixedInputSize = fixedSize;
+    }
+
+    /// <summary>True when the model ends in an argmax (int64 class map): maps only, no probabilities.</summary>
+    public bool OutputsClasses { get; }
+
+    /// <summary>The input's height and width when the model was exported with fixed ones.</summary>
+    public (int H, int W)? FixedInputSize { get; }
+
+    public static SegmentationModel From(InferenceSession session, string modelFile)
+    {
+        if (session.InputMetadata.Count == 0) throw new HandlerLoadException($"{modelFile}: the model has no input");
+        var (inputName, input) = session.InputMetadata.First();
+        if (input.ElementDataType != TensorElementType.Float || input.Dimensions.Length != 4 || input.Dimensions[1] is not (3 or -1))
+            throw new HandlerLoadException($"{modelFile}: input '{inputName}' is {input.ElementDataType} [{string.Join(", ", input.Dimensions)}]; image_segmenter needs a float N×3×H×W input");
+
+        var outputName = session.OutputMetadata.ContainsKey("out") ? "out" : session.OutputMetadata.Keys.First();
+        var output = session.OutputMetadata[outputName];
+        var logits = output.ElementDataType == TensorElementType.Float && output.Dimensions.Length == 4;
+        var classes = output.ElementDataType == TensorElementType.Int64 && output.Dimensions.Length == 3;
+        if (!logits && !classes)
+            throw new HandlerLoadException($"{modelFile}: output '{outputName}' is {output.ElementDataType} [{string.Join(", ", output.Dimensions)}]; image_segmenter needs float logits N×C×H×W or an int64 class map N×H×W");
+        if (logits && output.Dimensions[1] > 255)
+            throw new HandlerLoadException($"{modelFile}: output '{outputName}' has {output.Dimensions[1]} classes; image_segmenter supports up to 255");
+
+        (int, int)? fixedSize = input.Dimensions[2] > 0 && input.Dimensions[3] > 0 ? (input.Dimensions[2], input.Dimensions[3]) : null;
+        return new SegmentationModel(session, inputName, outputName, classes, fixedSize);
+    }
+
+    /// <summary>Runs a batch of n images of h×w (NCHW, contiguous) and returns the logits with their class count.</summary>
+    public (float[] Logits, int Classes, int OutH, int OutW) RunLogits(float[] batch, int n, int h, int w)
+    {
+        using var outputs = Run(batch, n, h, w);
+        var shape = outputs[0].GetTensorTypeAndShape().Shape;
+        return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), (int)shape[1], (int)shape[2], (int)shape[3]);
+    }
+
+    /// <summary>Runs a batch through a model that ends in argmax; returns the class maps.</summary>
+    public (long[] Classes, int OutH, int OutW) RunClasses(float[] batch, int n, int h, int w)
+    {
+        using var outputs = Run(batch, n, h, w);
+        var shape = outputs[0].GetTensorTypeAndShape().Shape;
+        return (outputs[0].GetTensorDataAsSpan<long>().ToArray(), (int)shape[1], (int)shape[2]);
+    }
+
+    private IDisposableReadOnlyCollection<OrtValue> Run(float[] batch, int n, int h, int w)
+    {
+        using var input = OrtValue.CreateTensorValueFromMemory(batch, [n, 3, h, w]);
+        using var options = new RunOptions();
+        return _session.Run(options, _inputNames, [input], _outputNames);
+    }
+}
