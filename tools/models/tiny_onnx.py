@@ -7,12 +7,25 @@ classes and -1 for the rest, so a test can compute every logit by hand. Dynamic 
     /usr/bin/python3 tools/models/tiny_onnx.py OUT.onnx [--classes 4] [--argmax]
 
 --argmax appends ArgMax over the class axis (int64 N x H x W), like models exported with a final argmax.
+--flat writes a model that does not fit image_segmenter (input N x 3, output N x C) for load-failure tests.
 """
 import argparse
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+
+def flat(classes: int) -> onnx.ModelProto:
+    w = np.ones((3, classes), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["out"])], "flat",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", classes])],
+        initializer=[numpy_helper.from_array(w, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
 
 
 def build(classes: int, argmax: bool) -> onnx.ModelProto:
@@ -47,8 +60,9 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--argmax", action="store_true")
+    parser.add_argument("--flat", action="store_true")
     args = parser.parse_args()
-    onnx.save(build(args.classes, args.argmax), args.output)
+    onnx.save(flat(args.classes) if args.flat else build(args.classes, args.argmax), args.output)
 
 
 if __name__ == "__main__":
