@@ -127,7 +127,7 @@ def write_archive(model, out, steps, held_out_miou):
         names = os.path.join(tmp, "index_to_name.json")
         with open(names, "w") as f:
             json.dump({str(i): n for i, n in enumerate(scenes.CLASSES)}, f, indent=2)
-        palette = os.path.join(tmp, "palette.json")
+        palette = os.path.join(HERE, "palette.json")
         with open(palette, "w") as f:
             json.dump([list(c) for c in scenes.PALETTE], f)
         config = os.path.join(tmp, "model-config.yaml")

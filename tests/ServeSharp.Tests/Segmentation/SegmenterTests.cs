@@ -86,7 +86,7 @@ public sealed class SegmenterTests(ParityModels models)
         var outputs = await segmenter.RunAsync((good, ""), ([], ""), ("not an image"u8.ToArray(), ""), (big, ""), (good, "output=bogus"), (good, "mode=fixed"));
         Assert.Null(outputs[0].StatusCode);
         Assert.Equal(400, outputs[1].StatusCode);
-        Assert.Contains("no image", SegmenterHarness.Text(outputs[1]) + "the image is empty");
+        Assert.Contains("the image is empty", SegmenterHarness.Text(outputs[1]));
         Assert.Equal(400, outputs[2].StatusCode);
         Assert.Contains("not a decodable image", SegmenterHarness.Text(outputs[2]));
         Assert.Equal(413, outputs[3].StatusCode);
