@@ -44,6 +44,16 @@ public static class ImageDecoder
         var image = transposed ? RgbImage.Create(h, w) : RgbImage.Create(w, h);
         var src = rgba.GetPixelSpan();
         var dst = image.Pixels;
+        if (origin == SKEncodedOrigin.TopLeft)
+        {
+            for (int s = 0, d = 0; d < dst.Length; s += 4, d += 3)
+            {
+                dst[d] = src[s];
+                dst[d + 1] = src[s + 1];
+                dst[d + 2] = src[s + 2];
+            }
+            return image;
+        }
         for (var y = 0; y < h; y++)
         {
             for (var x = 0; x < w; x++)

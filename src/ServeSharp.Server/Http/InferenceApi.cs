@@ -27,7 +27,7 @@ internal static class InferenceApi
         try
         {
             var model = models.Get(name, version);
-            if (model.Workers.Count == 0)
+            if (!model.HasWorkers)
                 throw new ApiException(503, $"Model \"{model.Name}\" has no worker to serve inference request. Please use scale workers API to add workers.", "ServiceUnavailableException");
 
             var request = await RequestReader.ReadAsync(http, config.MaxRequestSize, http.RequestAborted);

@@ -51,6 +51,12 @@ public sealed class Model : IDisposable
         get { lock (_gate) return [.. _workers]; }
     }
 
+    /// <summary>Whether any worker is listed (loading, serving, stopping, or about to be replaced).</summary>
+    public bool HasWorkers
+    {
+        get { lock (_gate) return _workers.Count > 0; }
+    }
+
     /// <summary>Workers that are loading or serving (not stopping or gone).</summary>
     public int ActiveWorkerCount
     {

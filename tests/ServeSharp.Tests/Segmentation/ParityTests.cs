@@ -11,60 +11,38 @@ namespace ServeSharp.Tests.Segmentation;
 public sealed class ParityTests(ParityModels models, ITestOutputHelper log)
 {
     [Fact]
-    public async Task Torchserve_mode_matches_torchserves_image_segmenter_steps()
-    {
-        var (onnx, state) = models.DeepLabV3Plus;
-        using var segmenter = new SegmenterHarness(onnx);
-        var reference = models.Reference(state, ParityModels.PngPhotos, "--mode", "torchserve");
-        foreach (var photo in ParityModels.PngPhotos)
-        {
-            var ours = SegmenterHarness.ParseTorchServe(await segmenter.RunAsync(await File.ReadAllBytesAsync(models.Photo(photo))));
-            AssertClose(photo, reference[photo], ours);
-        }
-    }
+    public Task Torchserve_mode_matches_torchserves_image_segmenter_steps() =>
+        CompareAsync(models.DeepLabV3Plus, "  mode: torchserve\n", ParityModels.PngPhotos, ["--mode", "torchserve"], "");
 
     [Fact]
-    public async Task Torchvision_mode_matches_the_eval_preset_at_the_image_size()
-    {
-        var (onnx, state) = models.DeepLabV3Plus;
-        using var segmenter = new SegmenterHarness(onnx, "  mode: torchvision\n  resize_size: 320\n");
-        string[] photos = ["astronaut.png", "rocket.png"];
-        var reference = models.Reference(state, photos, "--mode", "torchvision", "--resize-size", "320");
-        foreach (var photo in photos)
-        {
-            var ours = SegmenterHarness.ParseTorchServe(await segmenter.RunAsync(await File.ReadAllBytesAsync(models.Photo(photo))));
-            AssertClose(photo, reference[photo], ours);
-        }
-    }
+    public Task Torchvision_mode_matches_the_eval_preset_at_the_image_size() =>
+        CompareAsync(models.DeepLabV3Plus, "  mode: torchvision\n  resize_size: 320\n", ["astronaut.png", "rocket.png"],
+            ["--mode", "torchvision", "--resize-size", "320"], "");
 
     [Theory]
     [InlineData("deeplabv3plus")]
     [InlineData("deeplabv3_mobilenet")]
-    public async Task Multi_scale_and_flip_tta_matches_a_torch_implementation(string which)
-    {
-        var (onnx, state) = which == "deeplabv3plus" ? models.DeepLabV3Plus : models.DeepLabV3MobileNet;
-        using var segmenter = new SegmenterHarness(onnx, "  mode: torchvision\n  resize_size: 256\n");
-        string[] photos = ["chelsea.png", "coffee.png"];
-        var reference = models.Reference(state, photos, "--mode", "torchvision", "--resize-size", "256", "--scales", "0.75,1.0,1.25", "--flip");
-        foreach (var photo in photos)
-        {
-            var ours = SegmenterHarness.ParseTorchServe(await segmenter.RunAsync(await File.ReadAllBytesAsync(models.Photo(photo)), "scales=0.75,1.0,1.25&flip=true"));
-            AssertClose(photo, reference[photo], ours);
-        }
-    }
+    public Task Multi_scale_and_flip_tta_matches_a_torch_implementation(string which) =>
+        CompareAsync(Model(which), "  mode: torchvision\n  resize_size: 256\n", ["chelsea.png", "coffee.png"],
+            ["--mode", "torchvision", "--resize-size", "256", "--scales", "0.75,1.0,1.25", "--flip"], "scales=0.75,1.0,1.25&flip=true");
 
     [Theory]
     [InlineData("deeplabv3plus")]
     [InlineData("deeplabv3_mobilenet")]
-    public async Task Sliding_windows_match_a_torch_implementation(string which)
+    public Task Sliding_windows_match_a_torch_implementation(string which) =>
+        CompareAsync(Model(which), "  mode: original\n", ["astronaut.png", "rocket.png"],
+            ["--mode", "original", "--crop-size", "256", "256", "--stride", "171", "171"], "crop_size=256,256&stride=171,171");
+
+    private (string Onnx, string State) Model(string which) => which == "deeplabv3plus" ? models.DeepLabV3Plus : models.DeepLabV3MobileNet;
+
+    /// <summary>Segments <paramref name="photos"/> with image_segmenter and with the torch reference, and compares them.</summary>
+    private async Task CompareAsync((string Onnx, string State) model, string handlerYaml, string[] photos, string[] referenceOptions, string query)
     {
-        var (onnx, state) = which == "deeplabv3plus" ? models.DeepLabV3Plus : models.DeepLabV3MobileNet;
-        using var segmenter = new SegmenterHarness(onnx, "  mode: original\n");
-        string[] photos = ["astronaut.png", "rocket.png"];
-        var reference = models.Reference(state, photos, "--mode", "original", "--crop-size", "256", "256", "--stride", "171", "171");
+        using var segmenter = new SegmenterHarness(model.Onnx, handlerYaml);
+        var reference = models.Reference(model.State, photos, referenceOptions);
         foreach (var photo in photos)
         {
-            var ours = SegmenterHarness.ParseTorchServe(await segmenter.RunAsync(await File.ReadAllBytesAsync(models.Photo(photo)), "crop_size=256,256&stride=171,171"));
+            var ours = SegmenterHarness.ParseTorchServe(await segmenter.RunAsync(await File.ReadAllBytesAsync(models.Photo(photo)), query));
             AssertClose(photo, reference[photo], ours);
         }
     }
