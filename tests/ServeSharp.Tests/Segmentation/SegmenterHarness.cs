@@ -44,6 +44,8 @@ internal sealed class SegmenterHarness : IDisposable
 
     public async Task<HandlerOutput> RunAsync(byte[] image, string query = "") => (await RunAsync((image, query)))[0];
 
+    public async Task<HandlerOutput[]> RunRequestsAsync(params InferenceRequest[] requests) => [.. await _handler.HandleAsync(requests, CancellationToken.None)];
+
     /// <summary>TorchServe's JSON (H×W×2) → class and probability per pixel.</summary>
     public static (byte[] Classes, float[] Probs, int Width, int Height) ParseTorchServe(HandlerOutput output)
     {

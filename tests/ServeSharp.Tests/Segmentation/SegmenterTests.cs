@@ -164,4 +164,53 @@ public sealed class SegmenterTests(ParityModels models)
             Assert.Equal(File.ReadAllBytes(expected), ours.Pixels);
         }
     }
+
+    [Theory]
+    [InlineData("PNG")]
+    [InlineData("JPEG")]
+    [InlineData("WEBP")]
+    [InlineData("BMP")]
+    [InlineData("GIF")]
+    public async Task Every_supported_format_decodes(string format)
+    {
+        using var tmp = new TempDir();
+        var file = tmp.File("photo." + format.ToLowerInvariant());
+        var (code, output) = Repo.Run(Repo.Python, ["-c", "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2], sys.argv[3])", models.Photo("chelsea.png"), file, format]);
+        Assert.True(code == 0, output);
+        using var segmenter = new SegmenterHarness(TestModels.Tiny, "  mode: original\n  output: summary\n");
+        var summary = JsonDocument.Parse(SegmenterHarness.Text(await segmenter.RunAsync(await File.ReadAllBytesAsync(file)))).RootElement;
+        Assert.Equal((451, 300), (summary.GetProperty("width").GetInt32(), summary.GetProperty("height").GetInt32()));
+    }
+
+    [Fact]
+    public async Task Accept_image_png_answers_a_colour_mask()
+    {
+        var request = InferenceRequest.FromBody(await File.ReadAllBytesAsync(models.Photo("coffee.png")));
+        var withAccept = new InferenceRequest("r", request.Parameters, new Dictionary<string, string> { ["Accept"] = "image/png" });
+        using var segmenter = new SegmenterHarness(TestModels.Tiny, "  mode: torchvision\n  resize_size: 64\n");
+        var output = (await segmenter.RunRequestsAsync(withAccept))[0];
+        Assert.Equal("image/png", output.ContentType);
+        using var decoded = SKBitmap.Decode(output.Body.ToArray());
+        Assert.Equal((600, 400), (decoded.Width, decoded.Height));
+    }
+
+    [Fact]
+    public async Task A_4000_by_3000_image_is_segmented_at_full_resolution_with_sliding_windows()
+    {
+        using var bitmap = new SKBitmap(4000, 3000);
+        using (var canvas = new SKCanvas(bitmap))
+        {
+            canvas.Clear(new SKColor(20, 20, 20));
+            using var paint = new SKPaint { Color = new SKColor(250, 10, 10) };
+            canvas.DrawRect(1000, 500, 1500, 1200, paint);
+        }
+        using var png = bitmap.Encode(SKEncodedImageFormat.Png, 1);
+        using var segmenter = new SegmenterHarness(TestModels.Tiny, "  mode: original\n  output: summary\n");
+        var summary = JsonDocument.Parse(SegmenterHarness.Text(await segmenter.RunAsync(png.ToArray(), "crop_size=512,512&stride=384,384"))).RootElement;
+        Assert.Equal((4000, 3000), (summary.GetProperty("width").GetInt32(), summary.GetProperty("height").GetInt32()));
+        // The red rectangle is class 0 (the red logit wins) and is one region with its exact bounding box.
+        var red = summary.GetProperty("classes").EnumerateArray().First(c => c.GetProperty("index").GetInt32() == 0);
+        Assert.Equal(1500 * 1200 - 1000 * 1200 - 1500 * 500 + 1000 * 500, red.GetProperty("pixels").GetInt32());
+        Assert.Equal([1000, 500, 500, 700], red.GetProperty("regions")[0].GetProperty("bbox").EnumerateArray().Select(v => v.GetInt32()));
+    }
 }

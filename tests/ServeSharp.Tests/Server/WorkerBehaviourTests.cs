@@ -196,4 +196,16 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
         socket.Start();
         return ((IPEndPoint)socket.LocalEndpoint).Port;
     }
+
+    [Fact]
+    public async Task Model_list_pages_with_limit_and_next_page_token()
+    {
+        using var management = _server.Management;
+        var first = JsonDocument.Parse(await management.GetStringAsync("/models?limit=2")).RootElement;
+        Assert.Equal(["batcher", "linear"], first.GetProperty("models").EnumerateArray().Select(m => m.GetProperty("modelName").GetString()));
+        Assert.Equal("2", first.GetProperty("nextPageToken").GetString());
+        var second = JsonDocument.Parse(await management.GetStringAsync("/models?limit=2&next_page_token=2")).RootElement;
+        Assert.Equal("probe", second.GetProperty("models")[0].GetProperty("modelName").GetString());
+        Assert.False(second.TryGetProperty("nextPageToken", out _));
+    }
 }

@@ -1,0 +1,69 @@
+using System.Diagnostics;
+
+namespace ServeSharp.Bench;
+
+/// <summary>One scenario's figures.</summary>
+public sealed record LoadResult(int Requests, int Failures, double Seconds, double P50, double P90, double P99, long PeakRssBytes)
+{
+    public double Throughput => Requests / Seconds;
+}
+
+/// <summary>
+/// A closed loop: <c>concurrency</c> clients, each sending its next request when the previous one is answered,
+/// until <c>total</c> requests have been sent; images are taken round-robin. Latency is measured per request.
+/// </summary>
+public static class LoadGenerator
+{
+    public static async Task<LoadResult> RunAsync(HttpClient http, string path, IReadOnlyList<byte[]> images, int concurrency, int total, int serverPid)
+    {
+        ResetPeakRss(serverPid);
+        var latencies = new double[total];
+        var failures = 0;
+        var next = -1;
+        var clock = Stopwatch.StartNew();
+        var clients = Enumerable.Range(0, concurrency).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < total)
+            {
+                var started = Stopwatch.GetTimestamp();
+                using var content = new ByteArrayContent(images[i % images.Count]);
+                using var response = await http.PostAsync(path, content);
+                await response.Content.ReadAsByteArrayAsync();
+                latencies[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                if (!response.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+            }
+        }).ToArray();
+        await Task.WhenAll(clients);
+        var seconds = clock.Elapsed.TotalSeconds;
+        Array.Sort(latencies);
+        return new LoadResult(total, failures, seconds, Percentile(latencies, 0.50), Percentile(latencies, 0.90), Percentile(latencies, 0.99), PeakRss(serverPid));
+    }
+
+    private static double Percentile(double[] sorted, double q) => sorted[(int)Math.Round(q * (sorted.Length - 1))];
+
+    /// <summary>Linux keeps the resident-set high-water mark (VmHWM); writing 5 to clear_refs starts it afresh.</summary>
+    private static void ResetPeakRss(int pid)
+    {
+        try
+        {
+            File.WriteAllText($"/proc/{pid}/clear_refs", "5");
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    public static long PeakRss(int pid)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace ServeSharp.Bench;
+
+/// <summary>A server process the benchmark started on loopback, with its pid (for RSS) and a client.</summary>
+public sealed class BenchServer : IDisposable
+{
+    private readonly Process _process;
+
+    private BenchServer(string name, Process process, int port)
+    {
+        Name = name;
+        _process = process;
+        Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(10) };
+    }
+
+    public string Name { get; }
+    public HttpClient Http { get; }
+    public int Pid => _process.Id;
+
+    /// <summary>servesharp --start --foreground in <paramref name="dir"/>, its config on free ports, models from the store.</summary>
+    public static async Task<BenchServer> StartServeSharpAsync(string dir, string modelStore, string[] models)
+    {
+        var port = FreePort();
+        File.WriteAllText(Path.Combine(dir, "config.properties"), $"""
+            inference_address=http://127.0.0.1:{port}
+            management_address=http://127.0.0.1:{FreePort()}
+            metrics_address=http://127.0.0.1:{FreePort()}
+            model_store={modelStore}
+            max_request_size=67108864
+            max_response_size=67108864
+            job_queue_size=256
+            """);
+        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[Path.Combine(AppContext.BaseDirectory, "servesharp.dll"), "--start", "--foreground", "--ncs", "--disable-token-auth", "--ts-config", "config.properties", "--models", .. models])
+            info.ArgumentList.Add(a);
+        info.Environment["SERVESHARP_PID_FILE"] = Path.Combine(dir, "servesharp.pid");
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new BenchServer("ServeSharp", process, port);
+        await server.WaitHealthyAsync();
+        return server;
+    }
+
+    /// <summary>tools/bench/peer.py: TorchServe's image_segmenter path in Python.</summary>
+    public static async Task<BenchServer> StartPeerAsync(string root, string state, int workers)
+    {
+        var port = FreePort();
+        var info = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[Path.Combine(root, "tools", "bench", "peer.py"), "--state", state, "--port", port.ToString(), "--workers", workers.ToString(), "--threads", "2"])
+            info.ArgumentList.Add(a);
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new BenchServer("peer (TorchServe handler path)", process, port);
+        await server.WaitHealthyAsync();
+        return server;
+    }
+
+    private async Task WaitHealthyAsync()
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"{Name} exited with {_process.ExitCode}");
+            try
+            {
+                using var r = await Http.GetAsync("/ping");
+                if (r.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException)
+            {
+            }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"{Name} did not become healthy");
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+        Http.Dispose();
+        _process.Dispose();
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new TcpListener(IPAddress.Loopback, 0);
+        socket.Start();
+        return ((IPEndPoint)socket.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The benchmark's peer: TorchServe's image_segmenter handler path, in Python, on the same weights ServeSharp serves.
+
+    /usr/bin/python3 tools/bench/peer.py --state model.pt --port 9080 [--workers 1] [--threads 2]
+
+POST /predictions/NAME (raw image body; ?mode=torchvision&resize_size=520 for the torchvision preset) runs what
+TorchServe's image_segmenter runs per request: PIL decode, Resize(256), CenterCrop(224), ToTensor, Normalize,
+eager torchvision inference, softmax, max, stack, .tolist(), json.dumps. GET /ping answers {"status": "Healthy"}.
+Requests are queued to --workers threads, each with its own model copy (TorchServe's one model per worker), batch 1.
+
+Left out of TorchServe: the Java frontend (Netty), the socket hop from frontend to the Python backend, and its
+serialisation of each request and response across that hop. All of those cost TorchServe time, so leaving them out
+favours this peer.
+"""
+import argparse
+import io
+import json
+import os
+import queue
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
+import segmentation_models as sm  # noqa: E402
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+TORCHSERVE = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def load(state_path):
+    state = torch.load(state_path, map_location="cpu")
+    model = sm.build(state["arch"], state["num_classes"], state["output_stride"], aux=state["aux"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def handle(model, body, query):
+    image = Image.open(io.BytesIO(body)).convert("RGB")
+    if query.get("mode", ["torchserve"])[0] == "torchvision":
+        size = int(query.get("resize_size", ["520"])[0])
+        x = T.Compose([T.Resize(size), T.ToTensor(), T.Normalize(MEAN, STD)])(image)
+    else:
+        x = TORCHSERVE(image)
+    out = model(x[None])["out"]
+    probs = torch.nn.functional.softmax(out, dim=1)
+    best = torch.max(probs, dim=1)
+    data = torch.stack([best.indices.type(best.values.dtype), best.values], dim=3)
+    return json.dumps(data.tolist()[0]).encode()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--state", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (shared by the workers)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    jobs = queue.Queue()
+
+    def worker():
+        model = load(args.state)
+        while True:
+            body, query, done = jobs.get()
+            try:
+                done.append((200, handle(model, body, query)))
+            except Exception as e:  # one bad request fails alone
+                done.append((400, json.dumps({"code": 400, "type": "BadRequestException", "message": str(e)}).encode()))
+            done[0].set()
+
+    for _ in range(args.workers):
+        threading.Thread(target=worker, daemon=True).start()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def reply(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.reply(200, b'{"status": "Healthy"}')
+
+        def do_POST(self):
+            url = urlparse(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            done = [threading.Event()]
+            jobs.put((body, parse_qs(url.query), done))
+            done[0].wait()
+            self.reply(*done[1])
+
+        do_PUT = do_POST
+
+    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
