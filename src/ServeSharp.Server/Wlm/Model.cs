@@ -31,6 +31,9 @@ public sealed class Model : IDisposable
     public string Name { get; }
     public string Version { get; }
     public string Url { get; }
+
+    /// <summary>The url a restart registers this model from (the model-store file for downloaded archives).</summary>
+    public string SnapshotUrl { get; init; } = "";
     public ModelArchive Archive { get; }
     public HandlerFactory Factory { get; }
     public bool LoadedAtStartup { get; }

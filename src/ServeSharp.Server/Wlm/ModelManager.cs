@@ -67,7 +67,10 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
             {
                 throw new ApiException(400, e.Message);
             }
-            model = new Model(name, version, request.Url, archive, factory, Settings(name, version, archive.Config, request), config.JobQueueSize, request.LoadedAtStartup);
+            model = new Model(name, version, request.Url, archive, factory, Settings(name, version, archive.Config, request), config.JobQueueSize, request.LoadedAtStartup)
+            {
+                SnapshotUrl = source.SnapshotName(request.Url, path),
+            };
         }
         catch
         {
@@ -237,7 +240,7 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
             lock (_gate)
             {
                 entries = [.. _models.Values.SelectMany(set => set.Versions.Values.Select(m => new SnapshotEntry(
-                    m.Name, m.Version, m.Url, set.DefaultVersion == m.Version, m.Settings)))];
+                    m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings)))];
             }
             snapshots.Save(entries);
         }

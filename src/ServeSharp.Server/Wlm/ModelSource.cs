@@ -42,6 +42,15 @@ public sealed class ModelSource(ServerConfig config, HttpClient http)
         return Existing(inStore, url);
     }
 
+    /// <summary>
+    /// What the config snapshot should remember for a registration: a downloaded archive is in the model store now,
+    /// so a restart must load that file rather than download it again.
+    /// </summary>
+    public string SnapshotName(string url, string resolvedPath) =>
+        url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase)
+            ? Path.GetFileName(resolvedPath)
+            : url;
+
     private void CheckAllowed(string url)
     {
         if (!_allowed.Any(r => r.IsMatch(url)))

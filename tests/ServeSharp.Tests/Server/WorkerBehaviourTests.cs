@@ -154,7 +154,7 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
     public async Task Registration_downloads_from_an_allowed_url_on_loopback()
     {
         using var listener = new HttpListener();
-        var port = FreePort();
+        var port = ServerProcess.FreePort();
         listener.Prefixes.Add($"http://127.0.0.1:{port}/");
         listener.Start();
         var archive = await File.ReadAllBytesAsync(Path.Combine(store.Store, "linear.mar"));
@@ -167,13 +167,18 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
         });
 
         using var management = _server.Management;
-        var url = Uri.EscapeDataString($"http://127.0.0.1:{port}/downloaded-{Guid.NewGuid():N}.mar");
+        var fileName = $"downloaded-{Guid.NewGuid():N}.mar";
+        var url = Uri.EscapeDataString($"http://127.0.0.1:{port}/{fileName}");
         var response = await management.PostAsync($"/models?url={url}&model_name=downloaded&initial_workers=1&synchronous=true", null);
         Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
         await serving;
         using var inference = _server.Inference;
         var predicted = await inference.PostAsync("/predictions/downloaded", new ByteArrayContent("0,1,0"u8.ToArray()));
         Assert.StartsWith("0,1,0,-1;argmax=1", await predicted.Content.ReadAsStringAsync());
+        // The snapshot remembers the downloaded file in the model store, so a restart does not download again.
+        var snapshot = Directory.GetFiles(Path.Combine(_server.Directory, "logs", "config"), "*-snapshot.cfg").Order().Last();
+        Assert.Contains($"\"marName\":\"{fileName}\"", await File.ReadAllTextAsync(snapshot));
+        Assert.True(File.Exists(Path.Combine(store.Store, fileName)));
         Assert.Equal(HttpStatusCode.OK, (await management.DeleteAsync("/models/downloaded")).StatusCode);
     }
 
@@ -188,13 +193,6 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
         using var management = _server.Management;
         var described = JsonDocument.Parse(await management.GetStringAsync("/api-description")).RootElement;
         Assert.True(described.GetProperty("paths").TryGetProperty("/models/{model_name}/{model_version}/set-default", out _));
-    }
-
-    private static int FreePort()
-    {
-        using var socket = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        return ((IPEndPoint)socket.LocalEndpoint).Port;
     }
 
     [Fact]

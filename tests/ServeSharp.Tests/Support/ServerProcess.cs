@@ -122,7 +122,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         return client;
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         using var socket = new TcpListener(IPAddress.Loopback, 0);
         socket.Start();
