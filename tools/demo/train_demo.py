@@ -4,9 +4,10 @@ V3+ decoder) — on procedural street scenes, then exports it to ONNX and archiv
 
     /usr/bin/python3 tools/demo/train_demo.py [--minutes 25] [--seed 0] [--out model-store]
 
-Reproducible from the seed (same data, same initialisation, same batch order); on 2 CPU cores it stops after
---minutes of training (or --steps), re-estimates BatchNorm statistics, reports mIoU on a held-out set generated with
-another seed, and writes deeplab.mar with index_to_name.json, palette.json and a model-config.yaml.
+Data, initialisation and batch order come from the seed. With --steps the learning-rate schedule follows the step
+count and the run is reproducible anywhere; with only --minutes it follows the clock (the step count then depends on
+the machine). It re-estimates BatchNorm statistics, reports mIoU on a held-out set generated with another seed, and
+writes deeplab.mar with index_to_name.json, palette.json and a model-config.yaml.
 """
 import argparse
 import json
@@ -62,7 +63,7 @@ def miou(model, xs, ys, classes=6):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=25)
-    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--steps", type=int, default=0, help="train exactly this many steps (schedule by step); 0: by --minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-scenes", type=int, default=1600)
     p.add_argument("--batch", type=int, default=8)
@@ -80,8 +81,8 @@ def main():
     model = sm.build(ARCH, len(scenes.CLASSES), 16, channels=CHANNELS)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     budget, start, step = args.minutes * 60, time.time(), 0
-    while step < args.steps and time.time() - start < budget:
-        frac = (time.time() - start) / budget
+    while (step < args.steps) if args.steps else (time.time() - start < budget):
+        frac = step / args.steps if args.steps else (time.time() - start) / budget
         for g in opt.param_groups:
             g["lr"] = 3e-3 * (1 - min(frac, 0.98)) ** 0.9  # poly decay over the time budget
         idx = torch.randint(len(xs), (args.batch,), generator=gen)
