@@ -6,19 +6,19 @@
 POST /predictions/NAME (raw image body; ?mode=torchvision&resize_size=520 for the torchvision preset) runs what
 TorchServe's image_segmenter runs per request: PIL decode, Resize(256), CenterCrop(224), ToTensor, Normalize,
 eager torchvision inference, softmax, max, stack, .tolist(), json.dumps. GET /ping answers {"status": "Healthy"}.
-Requests are queued to --workers threads, each with its own model copy (TorchServe's one model per worker), batch 1.
+As in TorchServe, each of the --workers is its own Python process with its own model copy and --threads torch
+threads, batch 1; the HTTP front (a thread per connection) hands each request to a free worker and gets the JSON
+back through a pipe, as TorchServe's frontend does through its backend socket.
 
-Left out of TorchServe: the Java frontend (Netty), the socket hop from frontend to the Python backend, and its
-serialisation of each request and response across that hop. All of those cost TorchServe time, so leaving them out
-favours this peer.
+Left out of TorchServe: the Java frontend (Netty) and its per-request framing and bookkeeping. Those cost TorchServe
+time, so leaving them out favours this peer.
 """
 import argparse
 import io
 import json
+import multiprocessing
 import os
-import queue
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -55,28 +55,32 @@ def handle(model, body, query):
     return json.dumps(data.tolist()[0]).encode()
 
 
+_model = None
+
+
+def _start_worker(state_path, threads):
+    global _model
+    torch.set_num_threads(threads)
+    _model = load(state_path)
+
+
+def _run(body, query):
+    try:
+        return 200, handle(_model, body, query)
+    except Exception as e:  # one bad request fails alone
+        return 400, json.dumps({"code": 400, "type": "BadRequestException", "message": str(e)}).encode()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--state", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (shared by the workers)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads per worker process")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    jobs = queue.Queue()
-
-    def worker():
-        model = load(args.state)
-        while True:
-            body, query, done = jobs.get()
-            try:
-                done.append((200, handle(model, body, query)))
-            except Exception as e:  # one bad request fails alone
-                done.append((400, json.dumps({"code": 400, "type": "BadRequestException", "message": str(e)}).encode()))
-            done[0].set()
-
-    for _ in range(args.workers):
-        threading.Thread(target=worker, daemon=True).start()
+    # Worker processes start before any HTTP thread exists; "spawn" keeps torch's thread pools out of fork.
+    workers = multiprocessing.get_context("spawn").Pool(args.workers, _start_worker, (args.state, args.threads))
+    workers.starmap(_run, [(b"", {})] * args.workers)  # every worker has loaded its model before /ping answers
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -97,10 +101,7 @@ def main():
         def do_POST(self):
             url = urlparse(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            done = [threading.Event()]
-            jobs.put((body, parse_qs(url.query), done))
-            done[0].wait()
-            self.reply(*done[1])
+            self.reply(*workers.apply(_run, (body, parse_qs(url.query))))
 
         do_PUT = do_POST
 

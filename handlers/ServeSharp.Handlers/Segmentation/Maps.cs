@@ -26,12 +26,7 @@ public static class MapDecoder
         var c = s.Classes;
         if (outW == s.Width && outH == s.Height)
         {
-            var column = new float[c];
-            for (var i = 0; i < plane; i++)
-            {
-                for (var k = 0; k < c; k++) column[k] = s.Data[k * plane + i];
-                (classes[i], probs[i]) = Winner(column, s.Probabilities);
-            }
+            Argmax.Planes(s.Data, c, plane, s.Probabilities, classes, probs);
             return new ClassMap(classes, probs, outW, outH);
         }
 
@@ -40,7 +35,6 @@ public static class MapDecoder
         var lx = new float[outW];
         TensorOps.Axis(s.Width, outW, x0, x1, lx);
         var rows = new float[c * outW];
-        var pixel = new float[c];
         for (var y = 0; y < outH; y++)
         {
             var (y0, y1, ly) = TensorOps.Source(s.Height, outH, y);
@@ -49,32 +43,9 @@ public static class MapDecoder
                 var p = s.Data.AsSpan(k * plane, plane);
                 TensorOps.InterpolateRow(p.Slice(y0 * s.Width, s.Width), p.Slice(y1 * s.Width, s.Width), ly, x0, x1, lx, rows.AsSpan(k * outW, outW));
             }
-            for (var x = 0; x < outW; x++)
-            {
-                for (var k = 0; k < c; k++) pixel[k] = rows[k * outW + x];
-                (classes[y * outW + x], probs[y * outW + x]) = Winner(pixel, s.Probabilities);
-            }
+            Argmax.Planes(rows, c, outW, s.Probabilities, classes.AsSpan(y * outW, outW), probs.AsSpan(y * outW, outW));
         }
         return new ClassMap(classes, probs, outW, outH);
-    }
-
-    /// <summary>The first maximum (torch.max's choice) and its softmax probability.</summary>
-    public static (byte Class, float Prob) Winner(ReadOnlySpan<float> scores, bool probabilities)
-    {
-        var best = 0;
-        var max = scores[0];
-        for (var k = 1; k < scores.Length; k++)
-        {
-            if (scores[k] > max)
-            {
-                max = scores[k];
-                best = k;
-            }
-        }
-        if (probabilities) return ((byte)best, max);
-        var sum = 0f;
-        for (var k = 0; k < scores.Length; k++) sum += MathF.Exp(scores[k] - max);
-        return ((byte)best, 1f / sum);
     }
 
     /// <summary>Nearest-neighbour resize of a class map (pixel centres), for maps that have no scores to interpolate.</summary>

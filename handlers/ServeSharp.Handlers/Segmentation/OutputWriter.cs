@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Text;
-using System.Globalization;
 using SkiaSharp;
 
 namespace ServeSharp.Handlers.Segmentation;
@@ -14,33 +13,50 @@ public static class OutputWriter
     /// </summary>
     public static byte[] TorchServeJson(ClassMap map)
     {
-        var buffer = new ArrayBufferWriter<byte>(map.Width * map.Height * (map.Probs is null ? 4 : 28) + 16);
-        Span<byte> number = stackalloc byte[32];
-        Write(buffer, "[");
-        for (var y = 0; y < map.Height; y++)
+        // Widest pixel: "[255.0, 0.0012345678901234567], " — 34 bytes; rows add "[", "], ".
+        var buffer = ArrayPool<byte>.Shared.Rent(map.Width * map.Height * 34 + map.Height * 4 + 4);
+        try
         {
-            Write(buffer, y == 0 ? "[" : ", [");
-            for (var x = 0; x < map.Width; x++)
+            var n = 0;
+            buffer[n++] = (byte)'[';
+            for (var y = 0; y < map.Height; y++)
             {
-                var i = y * map.Width + x;
-                if (x > 0) Write(buffer, ", ");
-                if (map.Probs is null)
+                if (y > 0) n += Ascii(", [", buffer.AsSpan(n));
+                else buffer[n++] = (byte)'[';
+                for (var x = 0; x < map.Width; x++)
                 {
-                    Utf8Formatter.TryFormat(map.Classes[i], number, out var n);
-                    buffer.Write(number[..n]);
-                    continue;
+                    var i = y * map.Width + x;
+                    if (x > 0) n += Ascii(", ", buffer.AsSpan(n));
+                    if (map.Probs is null)
+                    {
+                        Utf8Formatter.TryFormat(map.Classes[i], buffer.AsSpan(n), out var written);
+                        n += written;
+                        continue;
+                    }
+                    var prefix = ClassPrefixes[map.Classes[i]];
+                    prefix.CopyTo(buffer.AsSpan(n));
+                    n += prefix.Length;
+                    n += PythonFloat.Format(map.Probs[i], buffer.AsSpan(n));
+                    buffer[n++] = (byte)']';
                 }
-                Write(buffer, "[");
-                Utf8Formatter.TryFormat(map.Classes[i], number, out var len);
-                buffer.Write(number[..len]);
-                Write(buffer, ".0, ");
-                WritePythonFloat(buffer, map.Probs[i], number);
-                Write(buffer, "]");
+                buffer[n++] = (byte)']';
             }
-            Write(buffer, "]");
+            buffer[n++] = (byte)']';
+            return buffer.AsSpan(0, n).ToArray();
         }
-        Write(buffer, "]");
-        return buffer.WrittenSpan.ToArray();
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // "[k.0, " for every class index: the part of a pixel that does not change with its probability.
+    private static readonly byte[][] ClassPrefixes = Enumerable.Range(0, 256).Select(k => System.Text.Encoding.ASCII.GetBytes($"[{k}.0, ")).ToArray();
+
+    private static int Ascii(string text, Span<byte> destination)
+    {
+        for (var i = 0; i < text.Length; i++) destination[i] = (byte)text[i];
+        return text.Length;
     }
 
     /// <summary>An 8-bit grayscale PNG whose pixel values are the class indices.</summary>
@@ -95,24 +111,5 @@ public static class OutputWriter
     {
         using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
         return data.ToArray();
-    }
-
-    private static void Write(ArrayBufferWriter<byte> buffer, string ascii)
-    {
-        var span = buffer.GetSpan(ascii.Length);
-        for (var i = 0; i < ascii.Length; i++) span[i] = (byte)ascii[i];
-        buffer.Advance(ascii.Length);
-    }
-
-    // Python's repr of the float32 value widened to double: shortest round-trip, lower-case exponent.
-    private static void WritePythonFloat(ArrayBufferWriter<byte> buffer, float value, Span<byte> scratch)
-    {
-        Span<char> chars = stackalloc char[32];
-        ((double)value).TryFormat(chars, out var n, "R", CultureInfo.InvariantCulture);
-        var text = chars[..n];
-        var hasDot = text.IndexOfAny('.', 'E') >= 0;
-        for (var i = 0; i < n; i++) scratch[i] = (byte)char.ToLowerInvariant(text[i]);
-        buffer.Write(scratch[..n]);
-        if (!hasDot) Write(buffer, ".0");
     }
 }

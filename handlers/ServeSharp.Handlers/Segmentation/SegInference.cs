@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using ServeSharp.Sdk;
 
 namespace ServeSharp.Handlers.Segmentation;
@@ -121,16 +122,14 @@ public static class SegInference
     {
         var done = until - top;
         if (done <= 0) return;
-        var pixel = new float[c];
+        var rows = new float[c * w];
+        var overlaps = new float[w];
         for (var r = 0; r < done; r++)
         {
-            for (var x = 0; x < w; x++)
-            {
-                var i = r * w + x;
-                var n = Math.Max(1, count[i]);
-                for (var k = 0; k < c; k++) pixel[k] = acc[k * band * w + i] / n;
-                (classes[(top + r) * w + x], probs[(top + r) * w + x]) = MapDecoder.Winner(pixel, probabilities: false);
-            }
+            // Each pixel's logits summed over the windows that covered it, divided by how many did.
+            for (var x = 0; x < w; x++) overlaps[x] = Math.Max(1, count[r * w + x]);
+            for (var k = 0; k < c; k++) TensorPrimitives.Divide(acc.AsSpan(k * band * w + r * w, w), overlaps, rows.AsSpan(k * w, w));
+            Argmax.Planes(rows, c, w, probabilities: false, classes.AsSpan((top + r) * w, w), probs.AsSpan((top + r) * w, w));
         }
         // Shift the rows still open to the top of the band buffer and clear the rest.
         var keep = band - done;
@@ -153,7 +152,7 @@ public static class SegInference
             {
                 var src = logits.Slice((k * wh + y) * ww, ww);
                 var dst = acc.AsSpan(k * band * w + (rowOffset + y) * w + x1, ww);
-                System.Numerics.Tensors.TensorPrimitives.Add(dst, src, dst);
+                TensorPrimitives.Add(dst, src, dst);
             }
         }
         for (var y = 0; y < wh; y++)

@@ -160,7 +160,10 @@ public sealed partial class WorkerThread
         for (var i = 0; i < batch.Count; i++) requests[i] = batch[i].Request;
 
         var handler = _handler!;
-        var run = Task.Run(() => handler.HandleAsync(requests, CancellationToken.None));
+        // The handler computes for tens of milliseconds: on a thread of its own (as each TorchServe worker is a
+        // process of its own), so busy workers never hold the thread pool that Kestrel's I/O runs on.
+        var run = Task.Factory.StartNew(() => handler.HandleAsync(requests, CancellationToken.None), CancellationToken.None,
+            TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         try
         {
             var outputs = await run.WaitAsync(TimeSpan.FromSeconds(settings.ResponseTimeoutSeconds));

@@ -23,7 +23,7 @@ public sealed class ParityTests(ParityModels models, ITestOutputHelper log)
     [InlineData("deeplabv3plus")]
     [InlineData("deeplabv3_mobilenet")]
     public Task Multi_scale_and_flip_tta_matches_a_torch_implementation(string which) =>
-        CompareAsync(Model(which), "  mode: torchvision\n  resize_size: 256\n", ["chelsea.png", "coffee.png"],
+        CompareAsync(Model(which), "  mode: torchvision\n  resize_size: 256\n", ["chelsea.png", "coffee.png", "astronaut.png"],
             ["--mode", "torchvision", "--resize-size", "256", "--scales", "0.75,1.0,1.25", "--flip"], "scales=0.75,1.0,1.25&flip=true");
 
     [Theory]
@@ -40,14 +40,18 @@ public sealed class ParityTests(ParityModels models, ITestOutputHelper log)
     {
         using var segmenter = new SegmenterHarness(model.Onnx, handlerYaml);
         var reference = models.Reference(model.State, photos, referenceOptions);
+        var mostClasses = 0;
         foreach (var photo in photos)
         {
             var ours = SegmenterHarness.ParseTorchServe(await segmenter.RunAsync(await File.ReadAllBytesAsync(models.Photo(photo)), query));
-            AssertClose(photo, reference[photo], ours);
+            mostClasses = Math.Max(mostClasses, AssertClose(photo, reference[photo], ours));
         }
+        // The fitted models are CPU-dependent (training is not bit-reproducible across instruction sets): a photo
+        // may come out as one class on some machine, but a comparison in which every photo does would be vacuous.
+        Assert.True(mostClasses >= 2, "the reference predicts a single class on every photo; the parity check would be vacuous");
     }
 
-    private void AssertClose(string photo, (byte[] Classes, float[] Probs, int Width, int Height) expected, (byte[] Classes, float[] Probs, int Width, int Height) actual)
+    private int AssertClose(string photo, (byte[] Classes, float[] Probs, int Width, int Height) expected, (byte[] Classes, float[] Probs, int Width, int Height) actual)
     {
         Assert.Equal((expected.Width, expected.Height), (actual.Width, actual.Height));
         var same = 0;
@@ -62,9 +66,9 @@ public sealed class ParityTests(ParityModels models, ITestOutputHelper log)
         var p99 = deltas[(int)(0.99 * (deltas.Length - 1))];
         var classes = expected.Classes.Distinct().Count();
         log.WriteLine($"{photo}: class agreement {agreement:P3}, p99 |Δprob| {p99:E2}, max {deltas[^1]:E2}, {classes} classes present");
-        Assert.True(classes >= 2, $"{photo}: the reference predicts a single class; the parity check would be vacuous");
         Assert.True(agreement >= 0.995, $"{photo}: class agreement {agreement:P3} < 99.5 %");
         Assert.True(p99 <= 2e-3, $"{photo}: p99 |Δprob| {p99:E2} > 2e-3");
+        return classes;
     }
 }
 

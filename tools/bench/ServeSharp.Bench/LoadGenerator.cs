@@ -42,28 +42,65 @@ public static class LoadGenerator
 
     private static double Percentile(double[] sorted, double q) => sorted[(int)Math.Round(q * (sorted.Length - 1))];
 
-    /// <summary>Linux keeps the resident-set high-water mark (VmHWM); writing 5 to clear_refs starts it afresh.</summary>
+    /// <summary>
+    /// Linux keeps each process's resident-set high-water mark (VmHWM); writing 5 to clear_refs starts it afresh.
+    /// A server's figure is the sum over its process tree (the peer's workers are processes, as TorchServe's are).
+    /// </summary>
     private static void ResetPeakRss(int pid)
     {
-        try
+        foreach (var p in ProcessTree(pid))
         {
-            File.WriteAllText($"/proc/{pid}/clear_refs", "5");
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
+            try
+            {
+                File.WriteAllText($"/proc/{p}/clear_refs", "5");
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
         }
     }
 
     public static long PeakRss(int pid)
     {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        long total = 0;
+        foreach (var p in ProcessTree(pid))
         {
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+            try
+            {
+                foreach (var line in File.ReadLines($"/proc/{p}/status"))
+                {
+                    if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                        total += long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+                }
+            }
+            catch (IOException)
+            {
+                // the process ended between listing and reading
+            }
         }
-        return 0;
+        return total;
+    }
+
+    private static List<int> ProcessTree(int pid)
+    {
+        var all = new List<int> { pid };
+        for (var i = 0; i < all.Count; i++)
+        {
+            try
+            {
+                foreach (var task in Directory.GetDirectories($"/proc/{all[i]}/task"))
+                {
+                    foreach (var child in File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                        all.Add(int.Parse(child));
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return all;
     }
 }

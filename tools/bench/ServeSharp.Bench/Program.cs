@@ -2,13 +2,15 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Microsoft.ML.OnnxRuntime;
 using ServeSharp.Archive;
 using ServeSharp.Bench;
 
 // tools/bench: one command, both servers, the same weights, alternating scenarios, one markdown table.
-//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick]
+//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak]
+// (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it)
 var quick = args.Contains("--quick");
+var noPeer = args.Contains("--no-peer");
+var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? ["mobilenet", "resnet", "slide", "peak"];
 var root = FindRoot();
 var work = Directory.CreateDirectory(Path.Combine(root, "bench", "out")).FullName;
 var store = Directory.CreateDirectory(Path.Combine(work, "model-store")).FullName;
@@ -22,82 +24,129 @@ void Say(string line)
 // 1. Models (seeded random init; torch weights kept for the peer), archives, and real JPEG photographs.
 var mobilenet = Export("deeplabv3_mobilenet_v3_large");
 var resnet = Export("deeplabv3_resnet50");
-Archive("mnv3", mobilenet.Onnx, "batchSize: 1\n", "  mode: torchserve\n");
-Archive("mnv3b", mobilenet.Onnx, "batchSize: 8\nmaxBatchDelay: 10\n", "  mode: torchserve\n");
-Archive("rn50", resnet.Onnx, "batchSize: 1\nresponseTimeout: 600\n", "  mode: torchvision\n  resize_size: 520\n");
 var photos = Path.Combine(work, "photos");
 Python("tools/bench/photos.py", photos);
 var images = Directory.GetFiles(photos, "*.jpg").Where(f => !f.EndsWith("large.jpg", StringComparison.Ordinal)).Order().Select(File.ReadAllBytes).ToList();
 var large = File.ReadAllBytes(Path.Combine(photos, "large.jpg"));
-
 var rows = new List<string>();
-var serveDir = Directory.CreateDirectory(Path.Combine(work, "server")).FullName;
-using (var ours = await BenchServer.StartServeSharpAsync(serveDir, store, ["mnv3=mnv3.mar", "mnv3b=mnv3b.mar", "rn50=rn50.mar"]))
+var cores = Environment.ProcessorCount;
+
+// Every contender is a fresh server process holding only its model, so its peak RSS is that model's.
+// The peer runs the ways a TorchServe user could set it up on this machine: one worker with every core, a worker
+// per core with one thread each, and TorchServe's default (a worker per core, torch using every core in each);
+// ServeSharp is compared with the best of them.
+Contender Ours(string label, string name, string path) => new($"ServeSharp ({label})", () => BenchServer.StartServeSharpAsync(Directory.CreateDirectory(Path.Combine(work, "server-" + name)).FullName, store, [$"{name}={name}.mar"]), path);
+Contender Peer(string state, int workers, int threads, string path) => new($"peer ({workers} × {threads} threads)", () => BenchServer.StartPeerAsync(root, state, workers, threads), path);
+
+if (only.Contains("mobilenet"))
 {
-    using (var peer = await BenchServer.StartPeerAsync(root, mobilenet.State, workers: 1))
-    {
-        await Warm(ours, "/predictions/mnv3");
-        await Warm(ours, "/predictions/mnv3b");
-        await Warm(peer, "/predictions/mnv3");
-        var agreement = await AgreementAsync(ours, peer, "/predictions/mnv3?output=torchserve", "/predictions/mnv3");
-        Say($"deeplabv3_mobilenet_v3_large torchserve mode: class agreement ServeSharp vs peer {agreement:P2}");
-        var n = quick ? 20 : 60;
-        await Compare("deeplabv3_mobilenet_v3_large, torchserve mode, JSON", 1, n, ours, "/predictions/mnv3", peer, "/predictions/mnv3", "batching off");
-        await Compare("deeplabv3_mobilenet_v3_large, torchserve mode, JSON", 8, n * 2, ours, "/predictions/mnv3", peer, "/predictions/mnv3", "batching off");
-        await Compare("deeplabv3_mobilenet_v3_large, torchserve mode, JSON", 8, n * 2, ours, "/predictions/mnv3b", peer, "/predictions/mnv3", "batching on (8, 10 ms)");
-    }
-    using (var peer = await BenchServer.StartPeerAsync(root, resnet.State, workers: 1))
-    {
-        await Warm(ours, "/predictions/rn50?output=mask");
-        await Warm(peer, "/predictions/rn50?mode=torchvision&resize_size=520");
-        var agreement = await AgreementAsync(ours, peer, "/predictions/rn50?output=torchserve&mode=torchserve", "/predictions/rn50");
-        Say($"deeplabv3_resnet50 torchserve mode: class agreement ServeSharp vs peer {agreement:P2}");
-        var n = quick ? 3 : 6;
-        await Compare("deeplabv3_resnet50, torchvision mode 520 (ServeSharp: mask PNG; peer: JSON)", 1, n, ours, "/predictions/rn50?output=mask", peer, "/predictions/rn50?mode=torchvision&resize_size=520", "batching off");
-        await Compare("deeplabv3_resnet50, torchvision mode 520 (ServeSharp: mask PNG; peer: JSON)", 4, n * 2, ours, "/predictions/rn50?output=mask", peer, "/predictions/rn50?mode=torchvision&resize_size=520", "batching off");
-    }
-    var slide = await LoadGenerator.RunAsync(ours.Http, "/predictions/mnv3?mode=original&crop_size=512,512&stride=384,384&output=summary", [large], 1, quick ? 1 : 3, ours.Pid);
-    rows.Add(Row("deeplabv3_mobilenet_v3_large, 2400×1600 JPEG, sliding windows 512/384, summary", 1, "ServeSharp", slide, null));
+    const string torchserve = "  mode: torchserve\n";
+    Archive("mnv3", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", torchserve);
+    Archive("mnv3w", mobilenet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\n", torchserve);
+    Archive("mnv3b", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 10\n", torchserve);
+    var ours1 = Ours("1 worker × 2 threads", "mnv3", "/predictions/mnv3");
+    var oursW = Ours($"{cores} workers × 1 thread", "mnv3w", "/predictions/mnv3w");
+    var oursB = Ours("1 worker × 2 threads, batching 8 / 10 ms", "mnv3b", "/predictions/mnv3b");
+    var peer1 = Peer(mobilenet.State, 1, cores, "/predictions/mnv3");
+    var peerW = Peer(mobilenet.State, cores, 1, "/predictions/mnv3");
+    var peerD = Peer(mobilenet.State, cores, cores, "/predictions/mnv3");
+    await Agreement("deeplabv3_mobilenet_v3_large torchserve mode", ours1 with { Path = "/predictions/mnv3?output=torchserve" }, peer1);
+    var n = quick ? 24 : 64;
+    const string title = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON";
+    await Scenario(title, 1, n, [ours1, oursW], [peer1, peerW]);
+    await Scenario(title, 8, n * 2, [ours1, oursW, oursB], [peer1, peerW, peerD]);
 }
 
-// 2. The machine's peak (ONNX Runtime MatMul) and the model's compute rate, in this same run.
-var peak = MatMulPeak();
-var (gflop, seconds) = ModelRate(resnet);
-var rate = gflop / seconds;
-Say($"ONNX Runtime MatMul 2048³ peak: {peak:F1} GFLOP/s; deeplabv3_resnet50 at 520×780: {gflop:F1} GFLOP in {seconds * 1000:F0} ms = {rate:F1} GFLOP/s ({rate / peak:P0} of peak)");
+if (only.Contains("resnet"))
+{
+    const string torchvision = "  mode: torchvision\n  resize_size: 520\n";
+    Archive("rn50", resnet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 600\n", torchvision);
+    Archive("rn50w", resnet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\nresponseTimeout: 600\n", torchvision);
+    var ours1 = Ours("1 worker × 2 threads", "rn50", "/predictions/rn50?output=mask");
+    var oursW = Ours($"{cores} workers × 1 thread", "rn50w", "/predictions/rn50w?output=mask");
+    const string peerPath = "/predictions/rn50?mode=torchvision&resize_size=520";
+    var peer1 = Peer(resnet.State, 1, cores, peerPath);
+    var peerW = Peer(resnet.State, cores, 1, peerPath);
+    var peerD = Peer(resnet.State, cores, cores, peerPath);
+    await Agreement("deeplabv3_resnet50 torchserve mode", ours1 with { Path = "/predictions/rn50?output=torchserve&mode=torchserve" }, peer1 with { Path = "/predictions/rn50" });
+    var n = quick ? 3 : 6;
+    const string title = "deeplabv3_resnet50, torchvision mode 520 (ServeSharp: mask PNG; peer: JSON)";
+    await Scenario(title, 1, n, [ours1], [peer1]);
+    await Scenario(title, 8, n * 2, [ours1, oursW], [peer1, peerW, peerD]);
+}
+
+if (only.Contains("slide"))
+{
+    Archive("slide", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 600\n", "  mode: original\n");
+    var slide = Ours("1 worker × 2 threads", "slide", "/predictions/slide?crop_size=512,512&stride=384,384&output=summary");
+    using var server = await slide.Start();
+    await Warm(server, slide.Path, [large]);
+    var r = await LoadGenerator.RunAsync(server.Http, slide.Path, [large], 1, quick ? 1 : 3, server.Pid);
+    rows.Add(Row("deeplabv3_mobilenet_v3_large, 2400×1600 JPEG, sliding windows 512/384, summary", 1, slide.Label, r, null));
+}
+
+// 2. The machine's peak (the best of ONNX Runtime MatMul and convolution kernels) and the model's compute rate.
+if (only.Contains("peak"))
+{
+    var peak = Peak.Measure(work, Python);
+    foreach (var (kernel, rate) in peak.Kernels) Say($"ONNX Runtime {kernel}, {cores} threads: {rate:F1} GFLOP/s");
+    var (gflop, seconds) = Peak.ModelRate(root, resnet.Onnx, resnet.State, 520, 780);
+    var modelRate = gflop / seconds;
+    Say($"deeplabv3_resnet50 at 520×780: {gflop:F1} GFLOP in {seconds * 1000:F0} ms = {modelRate:F1} GFLOP/s, {modelRate / peak.Best:P0} of the measured peak ({peak.Best:F1} GFLOP/s)");
+}
 
 WriteResults();
 return 0;
 
-async Task Compare(string scenario, int concurrency, int total, BenchServer ours, string ourPath, BenchServer peer, string peerPath, string note)
+async Task Scenario(string title, int clients, int total, Contender[] ours, Contender[] peers)
 {
-    var a = await LoadGenerator.RunAsync(ours.Http, ourPath, images, concurrency, total, ours.Pid);
-    var b = await LoadGenerator.RunAsync(peer.Http, peerPath, images, concurrency, total, peer.Pid);
-    rows.Add(Row(scenario, concurrency, $"ServeSharp ({note})", a, b));
-    rows.Add(Row(scenario, concurrency, "peer", b, null));
-    Say($"{scenario} c={concurrency} {note}: ServeSharp {a.Throughput:F2} req/s p99 {a.P99:F0} ms; peer {b.Throughput:F2} req/s p99 {b.P99:F0} ms");
+    if (noPeer) peers = [];
+    // Alternate: ours, peer, ours, peer, ... so slow drifts of the machine touch both sides alike.
+    var results = new List<(Contender Who, LoadResult Result, bool Ours)>();
+    for (var i = 0; i < Math.Max(ours.Length, peers.Length); i++)
+    {
+        if (i < ours.Length) results.Add((ours[i], await Measure(ours[i], clients, total), true));
+        if (i < peers.Length) results.Add((peers[i], await Measure(peers[i], clients, total), false));
+    }
+    // Compared with the peer at its best on each count: its highest throughput and its lowest p99.
+    var peerResults = results.Where(r => !r.Ours).Select(r => r.Result).ToList();
+    var best = peerResults.Count == 0 ? null : peerResults.MaxBy(r => r.Throughput)! with { P99 = peerResults.Min(r => r.P99) };
+    foreach (var r in results.OrderBy(r => !r.Ours))
+    {
+        rows.Add(Row(title, clients, r.Who.Label, r.Result, r.Ours ? best : null));
+        Say($"{title} c={clients} {r.Who.Label}: {r.Result.Throughput:F2} req/s, p99 {r.Result.P99:F0} ms");
+    }
 }
 
-string Row(string scenario, int concurrency, string server, LoadResult r, LoadResult? peer) =>
+async Task<LoadResult> Measure(Contender who, int clients, int total)
+{
+    using var server = await who.Start();
+    await Warm(server, who.Path, images);
+    return await LoadGenerator.RunAsync(server.Http, who.Path, images, clients, total, server.Pid);
+}
+
+string Row(string scenario, int clients, string server, LoadResult r, LoadResult? peer) =>
     string.Create(CultureInfo.InvariantCulture,
-        $"| {scenario} | {concurrency} | {server} | {r.Throughput:F2} | {r.P50:F0} | {r.P90:F0} | {r.P99:F0} | {r.PeakRssBytes / 1048576.0:F0} | {(peer is null ? "" : $"{r.Throughput / peer.Throughput:F2}× / {r.P99 / peer.P99:F2}×")} | {r.Failures} |");
+        $"| {scenario} | {clients} | {server} | {r.Throughput:F2} | {r.P50:F0} | {r.P90:F0} | {r.P99:F0} | {r.PeakRssBytes / 1048576.0:F0} | {(peer is null ? "" : $"{r.Throughput / peer.Throughput:F2}× / {r.P99 / peer.P99:F2}×")} | {r.Failures} |");
 
-async Task Warm(BenchServer server, string path)
-{
-    foreach (var image in images) using (var r = await server.Http.PostAsync(path, new ByteArrayContent(image))) r.EnsureSuccessStatusCode();
-}
+// Warm until the JIT has settled (.NET tiers hot methods up over the first few dozen calls) and every worker has
+// seen every image (the first run of a shape plans its kernels): 40 requests, or two per image and worker.
+async Task Warm(BenchServer server, string path, IReadOnlyList<byte[]> set) =>
+    await LoadGenerator.RunAsync(server.Http, path, set, cores, Math.Max(40, set.Count * cores * 2), server.Pid);
 
-async Task<double> AgreementAsync(BenchServer ours, BenchServer peer, string ourPath, string peerPath)
+async Task Agreement(string title, Contender ours, Contender peer)
 {
+    using var a = await ours.Start();
+    using var b = await peer.Start();
     long same = 0, total = 0;
     foreach (var image in images)
     {
-        var a = Classes(await (await ours.Http.PostAsync(ourPath, new ByteArrayContent(image))).Content.ReadAsStringAsync());
-        var b = Classes(await (await peer.Http.PostAsync(peerPath, new ByteArrayContent(image))).Content.ReadAsStringAsync());
-        for (var i = 0; i < Math.Min(a.Count, b.Count); i++) same += a[i] == b[i] ? 1 : 0;
-        total += Math.Max(a.Count, b.Count);
+        var x = Classes(await (await a.Http.PostAsync(ours.Path, new ByteArrayContent(image))).Content.ReadAsStringAsync());
+        var y = Classes(await (await b.Http.PostAsync(peer.Path, new ByteArrayContent(image))).Content.ReadAsStringAsync());
+        for (var i = 0; i < Math.Min(x.Count, y.Count); i++) same += x[i] == y[i] ? 1 : 0;
+        total += Math.Max(x.Count, y.Count);
     }
-    return (double)same / total;
+    Say($"{title}: class agreement ServeSharp vs peer {(double)same / total:P2} over {total} pixels");
 }
 
 static List<int> Classes(string json)
@@ -121,7 +170,7 @@ static List<int> Classes(string json)
 void Archive(string name, string onnx, string config, string handler)
 {
     var yaml = Path.Combine(work, name + "-config.yaml");
-    File.WriteAllText(yaml, $"minWorkers: 1\nmaxWorkers: 1\n{config}handler:\n{handler}");
+    File.WriteAllText(yaml, $"{config}handler:\n{handler}");
     ArchiveWriter.Write(new ArchiveSpec { ModelName = name, Handler = "image_segmenter", SerializedFile = onnx, ConfigFile = yaml, ExportPath = store, Force = true });
 }
 
@@ -135,71 +184,24 @@ void Python(string script, params string[] arguments)
     if (p.ExitCode != 0) throw new InvalidOperationException($"{script} failed ({p.ExitCode})");
 }
 
-double MatMulPeak()
-{
-    var model = Path.Combine(work, "matmul.onnx");
-    Python("tools/bench/matmul_onnx.py", model);
-    using var options = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-    using var session = new InferenceSession(model, options);
-    const int n = 2048;
-    var a = new float[n * n];
-    var b = new float[n * n];
-    for (var i = 0; i < a.Length; i++) (a[i], b[i]) = ((i % 7) * 0.1f, (i % 5) * 0.1f);
-    using var va = OrtValue.CreateTensorValueFromMemory(a, [n, n]);
-    using var vb = OrtValue.CreateTensorValueFromMemory(b, [n, n]);
-    using var run = new RunOptions();
-    var best = double.MaxValue;
-    for (var i = 0; i < 6; i++)
-    {
-        var t = Stopwatch.StartNew();
-        using var r = session.Run(run, ["A", "B"], [va, vb], ["C"]);
-        best = Math.Min(best, t.Elapsed.TotalSeconds);
-    }
-    return 2.0 * n * n * n / best / 1e9;
-}
-
-(double Gflop, double Seconds) ModelRate((string Onnx, string State) model)
-{
-    const int h = 520, w = 780;
-    var flopsOut = new StringBuilder();
-    var info = new ProcessStartInfo("/usr/bin/python3", [Path.Combine(root, "tools", "bench", "flops.py"), "--state", model.State, "--height", $"{h}", "--width", $"{w}"]) { RedirectStandardOutput = true };
-    using (var p = Process.Start(info)!)
-    {
-        flopsOut.Append(p.StandardOutput.ReadToEnd());
-        p.WaitForExit();
-    }
-    var gflop = double.Parse(flopsOut.ToString().Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
-    using var options = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-    using var session = new InferenceSession(model.Onnx, options);
-    var input = new float[3 * h * w];
-    using var value = OrtValue.CreateTensorValueFromMemory(input, [1, 3, h, w]);
-    using var run = new RunOptions();
-    var best = double.MaxValue;
-    for (var i = 0; i < 3; i++)
-    {
-        var t = Stopwatch.StartNew();
-        using var r = session.Run(run, ["input"], [value], ["out"]);
-        best = Math.Min(best, t.Elapsed.TotalSeconds);
-    }
-    return (gflop, best);
-}
-
 void WriteResults()
 {
     var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?";
+    var simd = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) is { } flags
+        ? string.Join(" ", new[] { "avx2", "fma", "avx512f" }.Where(f => flags.Split(' ').Contains(f))) : "?";
     var md = new StringBuilder();
     md.AppendLine("# Benchmark results");
     md.AppendLine();
-    md.AppendLine($"Written by `dotnet run --project tools/bench/ServeSharp.Bench -c Release{(quick ? " -- --quick" : "")}` on {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
-    md.AppendLine($"Machine: {cpu}, {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0:F0} GiB; .NET {Environment.Version}; ONNX Runtime {typeof(InferenceSession).Assembly.GetName().Version}; the peer runs Debian's PyTorch/torchvision.");
-    md.AppendLine("Both servers serve the same weights (seeded random init); one worker each with 2 intra-op threads; closed-loop clients on loopback, JPEG photographs of four sizes.");
+    md.AppendLine($"Written by `dotnet run --project tools/bench/ServeSharp.Bench -c Release{(args.Length > 0 ? " -- " + string.Join(' ', args) : "")}` on {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
+    md.AppendLine($"Machine: {cpu} ({simd}), {cores} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0:F0} GiB; .NET {Environment.Version}; ONNX Runtime {typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version}; the peer runs Debian's PyTorch/torchvision.");
+    md.AppendLine("Both servers serve the same weights (seeded random init). Each row is a fresh server process holding only that model; closed-loop clients on loopback, JPEG photographs of four sizes, every worker warmed first. The ratio column compares with the peer at its best in the same scenario: its highest throughput and its lowest p99 over its configurations.");
     md.AppendLine();
-    md.AppendLine("| scenario | clients | server | req/s | p50 ms | p90 ms | p99 ms | peak RSS MiB | ServeSharp/peer (throughput / p99) | failures |");
+    md.AppendLine("| scenario | clients | server | req/s | p50 ms | p90 ms | p99 ms | peak RSS MiB | ServeSharp / best peer (throughput / p99) | failures |");
     md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
     foreach (var row in rows) md.AppendLine(row);
     md.AppendLine();
     foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)) md.AppendLine($"- {line}");
-    var path = Path.Combine(root, "bench", "RESULTS.md");
+    var path = Path.Combine(root, "bench", only.Length == 4 ? "RESULTS.md" : "RESULTS-partial.md");
     File.WriteAllText(path, md.ToString());
     Console.WriteLine($"wrote {path}");
 }
@@ -210,3 +212,6 @@ static string FindRoot()
         if (File.Exists(Path.Combine(dir.FullName, "ServeSharp.sln"))) return dir.FullName;
     throw new InvalidOperationException("run from inside the repository");
 }
+
+/// <summary>One server set-up in a scenario: how to start it and which path to load.</summary>
+internal sealed record Contender(string Label, Func<Task<BenchServer>> Start, string Path);

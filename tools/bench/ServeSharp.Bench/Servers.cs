@@ -48,11 +48,11 @@ public sealed class BenchServer : IDisposable
     }
 
     /// <summary>tools/bench/peer.py: TorchServe's image_segmenter path in Python.</summary>
-    public static async Task<BenchServer> StartPeerAsync(string root, string state, int workers)
+    public static async Task<BenchServer> StartPeerAsync(string root, string state, int workers, int threads)
     {
         var port = FreePort();
         var info = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])[Path.Combine(root, "tools", "bench", "peer.py"), "--state", state, "--port", port.ToString(), "--workers", workers.ToString(), "--threads", "2"])
+        foreach (var a in (string[])[Path.Combine(root, "tools", "bench", "peer.py"), "--state", state, "--port", port.ToString(), "--workers", workers.ToString(), "--threads", threads.ToString()])
             info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         process.OutputDataReceived += (_, _) => { };
