@@ -10,13 +10,16 @@ namespace ServeSharp.Handlers.Segmentation;
 /// </summary>
 public static class SegInference
 {
+    // About two 512×512 windows per ONNX Runtime run.
+    private const int WindowPixelsPerRun = 2 * 512 * 512;
+
     /// <summary>One forward pass for inputs that share a size, as one batch.</summary>
     public static SegOutput[] RunBatch(SegmentationModel model, IReadOnlyList<SegInput> group)
     {
         var g = group[0].Geometry;
         int h = g.BaseHeight, w = g.BaseWidth, n = group.Count, size = 3 * h * w;
-        var batch = new float[n * size];
-        for (var i = 0; i < n; i++) group[i].Tensor.CopyTo(batch, i * size);
+        var batch = n == 1 ? group[0].Tensor : new float[n * size];
+        for (var i = 0; n > 1 && i < n; i++) group[i].Tensor.CopyTo(batch, i * size);
 
         var outputs = new SegOutput[n];
         if (model.OutputsClasses)
@@ -31,10 +34,12 @@ public static class SegInference
             return outputs;
         }
 
-        var (logits, c, outH, outW) = model.RunLogits(batch, n, h, w);
-        var per = c * outH * outW;
-        for (var i = 0; i < n; i++)
-            outputs[i] = new SegOutput(group[i], new ScoreMap(logits.AsSpan(i * per, per).ToArray(), c, outH, outW, Probabilities: false), null);
+        model.RunLogits(batch, n, h, w, (logits, c, outH, outW) =>
+        {
+            var per = c * outH * outW;
+            for (var i = 0; i < n; i++)
+                outputs[i] = new SegOutput(group[i], new ScoreMap(logits.Slice(i * per, per).ToArray(), c, outH, outW, Probabilities: false), null);
+        });
         return outputs;
     }
 
@@ -87,7 +92,7 @@ public static class SegInference
         var classes = new byte[h * w];
         var probs = new float[h * w];
         float[]? acc = null; // C × bandHeight × w, rows [top, top + bandHeight)
-        var count = new int[bandHeight * w];
+        var counts = new int[bandHeight * w];
         var top = 0;
         var c = 0;
 
@@ -95,26 +100,35 @@ public static class SegInference
         {
             var y2 = Math.Min(hi * strideH + cropH, h);
             var y1 = Math.Max(y2 - cropH, 0);
-            if (acc is not null) Finalise(acc, count, c, w, bandHeight, ref top, y1, classes, probs);
+            if (acc is not null) Finalise(acc, counts, c, w, bandHeight, ref top, y1, classes, probs);
 
-            // All windows of this band have the same size: run them as one batch.
+            // The band's windows share a size; they run a few at a time (batching buys nothing on a CPU, and each
+            // extra window in a run adds its activations to ONNX Runtime's peak memory).
             var windows = new List<(int X1, int X2)>();
             for (var wi = 0; wi < colsOfWindows; wi++)
             {
                 var x2 = Math.Min(wi * strideW + cropW, w);
                 windows.Add((Math.Max(x2 - cropW, 0), x2));
             }
-            int wh = y2 - y1, ww = windows[0].X2 - windows[0].X1;
-            var batch = new float[windows.Count * 3 * wh * ww];
-            for (var k = 0; k < windows.Count; k++) CopyWindow(input.Tensor, h, w, y1, windows[k].X1, wh, ww, batch.AsSpan(k * 3 * wh * ww, 3 * wh * ww));
-            var (logits, classCount, oh, ow) = model.RunLogits(batch, windows.Count, wh, ww);
-            if (oh != wh || ow != ww) throw new HandlerException(500, $"sliding windows need a model whose output has its input's size (got {oh}x{ow} for {wh}x{ww})");
-            c = classCount;
-            acc ??= new float[c * bandHeight * w];
-            for (var k = 0; k < windows.Count; k++)
-                AddWindow(logits.AsSpan(k * c * wh * ww, c * wh * ww), c, wh, ww, y1 - top, windows[k].X1, acc, count, bandHeight, w);
+            int wh = y2 - y1, ww = windows[0].X2 - windows[0].X1, size = 3 * wh * ww;
+            var perRun = Math.Clamp(WindowPixelsPerRun / (wh * ww), 1, windows.Count);
+            var batch = new float[perRun * size];
+            for (var first = 0; first < windows.Count; first += perRun)
+            {
+                var count = Math.Min(perRun, windows.Count - first);
+                for (var k = 0; k < count; k++) CopyWindow(input.Tensor, h, w, y1, windows[first + k].X1, wh, ww, batch.AsSpan(k * size, size));
+                var run = count == perRun ? batch : batch[..(count * size)];
+                model.RunLogits(run, count, wh, ww, (logits, classCount, oh, ow) =>
+                {
+                    if (oh != wh || ow != ww) throw new HandlerException(500, $"sliding windows need a model whose output has its input's size (got {oh}x{ow} for {wh}x{ww})");
+                    c = classCount;
+                    acc ??= new float[c * bandHeight * w];
+                    for (var k = 0; k < count; k++)
+                        AddWindow(logits.Slice(k * c * wh * ww, c * wh * ww), c, wh, ww, y1 - top, windows[first + k].X1, acc, counts, bandHeight, w);
+                });
+            }
         }
-        Finalise(acc!, count, c, w, bandHeight, ref top, h, classes, probs);
+        Finalise(acc!, counts, c, w, bandHeight, ref top, h, classes, probs);
         return new SegOutput(input, null, new ClassMap(classes, probs, w, h));
     }
 

@@ -50,12 +50,23 @@ public sealed class SegmentationModel
         return new SegmentationModel(session, inputName, outputName, classes, fixedSize);
     }
 
+    /// <summary>Reads a batch's logits (N×C×H×W) in place, inside ONNX Runtime's output buffer.</summary>
+    public delegate void LogitsReader(ReadOnlySpan<float> logits, int classes, int outH, int outW);
+
     /// <summary>Runs a batch of n images of h×w (NCHW, contiguous) and returns the logits with their class count.</summary>
     public (float[] Logits, int Classes, int OutH, int OutW) RunLogits(float[] batch, int n, int h, int w)
     {
+        (float[], int, int, int) result = default;
+        RunLogits(batch, n, h, w, (logits, c, oh, ow) => result = (logits.ToArray(), c, oh, ow));
+        return result;
+    }
+
+    /// <summary>Runs a batch and hands the logits to <paramref name="read"/> without copying them out first.</summary>
+    public void RunLogits(float[] batch, int n, int h, int w, LogitsReader read)
+    {
         using var outputs = Run(batch, n, h, w);
         var shape = outputs[0].GetTensorTypeAndShape().Shape;
-        return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), (int)shape[1], (int)shape[2], (int)shape[3]);
+        read(outputs[0].GetTensorDataAsSpan<float>(), (int)shape[1], (int)shape[2], (int)shape[3]);
     }
 
     /// <summary>Runs a batch through a model that ends in argmax; returns the class maps.</summary>

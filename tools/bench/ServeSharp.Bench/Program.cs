@@ -53,8 +53,8 @@ if (only.Contains("mobilenet"))
     await Agreement("deeplabv3_mobilenet_v3_large torchserve mode", ours1 with { Path = "/predictions/mnv3?output=torchserve" }, peer1);
     var n = quick ? 24 : 64;
     const string title = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON";
-    await Scenario(title, 1, n, [ours1, oursW], [peer1, peerW]);
-    await Scenario(title, 8, n * 2, [ours1, oursW, oursB], [peer1, peerW, peerD]);
+    await Scenario(title, 1, n, [ours1, oursW], [peer1, peerW], warm: 40);
+    await Scenario(title, 8, n * 2, [ours1, oursW, oursB], [peer1, peerW, peerD], warm: 40);
 }
 
 if (only.Contains("resnet"))
@@ -98,15 +98,15 @@ if (only.Contains("peak"))
 WriteResults();
 return 0;
 
-async Task Scenario(string title, int clients, int total, Contender[] ours, Contender[] peers)
+async Task Scenario(string title, int clients, int total, Contender[] ours, Contender[] peers, int warm = 0)
 {
     if (noPeer) peers = [];
     // Alternate: ours, peer, ours, peer, ... so slow drifts of the machine touch both sides alike.
     var results = new List<(Contender Who, LoadResult Result, bool Ours)>();
     for (var i = 0; i < Math.Max(ours.Length, peers.Length); i++)
     {
-        if (i < ours.Length) results.Add((ours[i], await Measure(ours[i], clients, total), true));
-        if (i < peers.Length) results.Add((peers[i], await Measure(peers[i], clients, total), false));
+        if (i < ours.Length) results.Add((ours[i], await Measure(ours[i], clients, total, warm), true));
+        if (i < peers.Length) results.Add((peers[i], await Measure(peers[i], clients, total, warm), false));
     }
     // Compared with the peer at its best on each count: its highest throughput and its lowest p99.
     var peerResults = results.Where(r => !r.Ours).Select(r => r.Result).ToList();
@@ -118,10 +118,10 @@ async Task Scenario(string title, int clients, int total, Contender[] ours, Cont
     }
 }
 
-async Task<LoadResult> Measure(Contender who, int clients, int total)
+async Task<LoadResult> Measure(Contender who, int clients, int total, int warm)
 {
     using var server = await who.Start();
-    await Warm(server, who.Path, images);
+    await Warm(server, who.Path, images, warm);
     return await LoadGenerator.RunAsync(server.Http, who.Path, images, clients, total, server.Pid);
 }
 
@@ -129,10 +129,10 @@ string Row(string scenario, int clients, string server, LoadResult r, LoadResult
     string.Create(CultureInfo.InvariantCulture,
         $"| {scenario} | {clients} | {server} | {r.Throughput:F2} | {r.P50:F0} | {r.P90:F0} | {r.P99:F0} | {r.PeakRssBytes / 1048576.0:F0} | {(peer is null ? "" : $"{r.Throughput / peer.Throughput:F2}× / {r.P99 / peer.P99:F2}×")} | {r.Failures} |");
 
-// Warm until the JIT has settled (.NET tiers hot methods up over the first few dozen calls) and every worker has
-// seen every image (the first run of a shape plans its kernels): 40 requests, or two per image and worker.
-async Task Warm(BenchServer server, string path, IReadOnlyList<byte[]> set) =>
-    await LoadGenerator.RunAsync(server.Http, path, set, cores, Math.Max(40, set.Count * cores * 2), server.Pid);
+// Every worker sees every image (the first run of a shape plans its kernels), and fast models run until the JIT has
+// settled (.NET tiers hot methods up over their first few dozen calls).
+async Task Warm(BenchServer server, string path, IReadOnlyList<byte[]> set, int minimum = 0) =>
+    await LoadGenerator.RunAsync(server.Http, path, set, cores, Math.Max(minimum, set.Count * cores), server.Pid);
 
 async Task Agreement(string title, Contender ours, Contender peer)
 {
