@@ -80,7 +80,7 @@ def main():
     args = p.parse_args()
     # Worker processes start before any HTTP thread exists; "spawn" keeps torch's thread pools out of fork.
     workers = multiprocessing.get_context("spawn").Pool(args.workers, _start_worker, (args.state, args.threads))
-    workers.starmap(_run, [(b"", {})] * args.workers)  # every worker has loaded its model before /ping answers
+    workers.starmap(_run, [(b"", {})] * args.workers)  # /ping answers once workers have loaded their models
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
