@@ -12,7 +12,7 @@ public sealed record Peak(IReadOnlyList<(string Kernel, double GflopPerSecond)> 
 {
     public double Best => Kernels.Max(k => k.GflopPerSecond);
 
-    public static Peak Measure(string work, Action<string, string[]> python)
+    public static Peak Measure(string work, Func<string, string[], string> python)
     {
         var dir = Path.Combine(work, "peak");
         python("tools/bench/peak_onnx.py", [dir]);
@@ -26,15 +26,9 @@ public sealed record Peak(IReadOnlyList<(string Kernel, double GflopPerSecond)> 
     }
 
     /// <summary>deeplabv3 at h×w: GFLOP (tools/bench/flops.py, from the torch model) and the best of three ORT runs.</summary>
-    public static (double Gflop, double Seconds) ModelRate(string root, string onnx, string state, int h, int w)
+    public static (double Gflop, double Seconds) ModelRate(string onnx, string state, int h, int w, Func<string, string[], string> python)
     {
-        var info = new ProcessStartInfo("/usr/bin/python3", [Path.Combine(root, "tools", "bench", "flops.py"), "--state", state, "--height", $"{h}", "--width", $"{w}"]) { RedirectStandardOutput = true };
-        string text;
-        using (var p = Process.Start(info)!)
-        {
-            text = p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-        }
+        var text = python("tools/bench/flops.py", ["--state", state, "--height", $"{h}", "--width", $"{w}"]);
         var gflop = double.Parse(text.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
         return (gflop, Seconds(onnx, [("input", [1, 3, h, w])], runs: 3));
     }

@@ -90,7 +90,7 @@ if (only.Contains("peak"))
 {
     var peak = Peak.Measure(work, Python);
     foreach (var (kernel, rate) in peak.Kernels) Say($"ONNX Runtime {kernel}, {cores} threads: {rate:F1} GFLOP/s");
-    var (gflop, seconds) = Peak.ModelRate(root, resnet.Onnx, resnet.State, 520, 780);
+    var (gflop, seconds) = Peak.ModelRate(resnet.Onnx, resnet.State, 520, 780, Python);
     var modelRate = gflop / seconds;
     Say($"deeplabv3_resnet50 at 520×780: {gflop:F1} GFLOP in {seconds * 1000:F0} ms = {modelRate:F1} GFLOP/s, {modelRate / peak.Best:P0} of the measured peak ({peak.Best:F1} GFLOP/s)");
 }
@@ -174,14 +174,17 @@ void Archive(string name, string onnx, string config, string handler)
     ArchiveWriter.Write(new ArchiveSpec { ModelName = name, Handler = "image_segmenter", SerializedFile = onnx, ConfigFile = yaml, ExportPath = store, Force = true });
 }
 
-void Python(string script, params string[] arguments)
+// Runs a tools/ script with Debian's Python (the one that sees torch); its standard output is returned.
+string Python(string script, params string[] arguments)
 {
-    var info = new ProcessStartInfo("/usr/bin/python3") { WorkingDirectory = root };
+    var info = new ProcessStartInfo("/usr/bin/python3") { WorkingDirectory = root, RedirectStandardOutput = true };
     info.ArgumentList.Add(Path.Combine(root, script));
     foreach (var a in arguments) info.ArgumentList.Add(a);
     using var p = Process.Start(info)!;
+    var output = p.StandardOutput.ReadToEnd();
     p.WaitForExit();
     if (p.ExitCode != 0) throw new InvalidOperationException($"{script} failed ({p.ExitCode})");
+    return output;
 }
 
 void WriteResults()
