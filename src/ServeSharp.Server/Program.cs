@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using ServeSharp.Server;
 using ServeSharp.Server.Cli;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Wlm;
 
 CommandLine cli;
 try

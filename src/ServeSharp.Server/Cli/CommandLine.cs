@@ -1,7 +1,7 @@
 namespace ServeSharp.Server.Cli;
 
 /// <summary>torchserve's command line: <c>--start</c>/<c>--stop</c> and the options that go with them.</summary>
-public sealed record CommandLine
+internal sealed record CommandLine
 {
     public bool Start { get; init; }
     public bool Stop { get; init; }

@@ -7,7 +7,7 @@ namespace ServeSharp.Server.Configuration;
 /// <c>key: value</c>, <c>#</c>/<c>!</c> comments, and a trailing backslash continuing a value on the next
 /// line (the <c>models={...}</c> JSON block spans lines that way).
 /// </summary>
-public static class PropertiesFile
+internal static class PropertiesFile
 {
     public static Dictionary<string, string> Parse(string text)
     {

@@ -7,7 +7,7 @@ namespace ServeSharp.Server.Configuration;
 /// config.properties, typed. Defaults follow TorchServe's where ServeSharp has the same concept; every key is
 /// documented in the repository's config.properties. Unknown keys become warnings, never failures.
 /// </summary>
-public sealed record ServerConfig
+internal sealed record ServerConfig
 {
     public Uri InferenceAddress { get; init; } = new("http://127.0.0.1:8080");
     public Uri ManagementAddress { get; init; } = new("http://127.0.0.1:8081");
@@ -145,7 +145,7 @@ public sealed record ServerConfig
 }
 
 /// <summary>Per-model settings from config.properties' <c>models</c> block (TorchServe's key names).</summary>
-public sealed record ModelSettings
+internal sealed record ModelSettings
 {
     public bool? DefaultVersion { get; init; }
     public string? MarName { get; init; }

@@ -4,26 +4,28 @@ namespace ServeSharp.Server.Http;
 
 // TorchServe's management and inference JSON shapes, serialised with source generation (no reflection).
 
-public sealed record StatusResponse([property: JsonPropertyName("status")] string Status);
+internal sealed record StatusResponse([property: JsonPropertyName("status")] string Status);
 
-public sealed record ModelListEntry(
+internal sealed record ModelListEntry(
     [property: JsonPropertyName("modelName")] string ModelName,
     [property: JsonPropertyName("modelUrl")] string ModelUrl);
 
-public sealed record ModelListResponse(
+internal sealed record ModelListResponse(
     [property: JsonPropertyName("models")] IReadOnlyList<ModelListEntry> Models,
     [property: JsonPropertyName("nextPageToken"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? NextPageToken);
 
-public sealed record WorkerDescription(
+internal sealed record WorkerDescription(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("startTime")] string StartTime,
     [property: JsonPropertyName("status")] string Status,
     [property: JsonPropertyName("memoryUsage")] long MemoryUsage,
     [property: JsonPropertyName("pid")] int Pid,
     [property: JsonPropertyName("gpu")] bool Gpu,
-    [property: JsonPropertyName("gpuUsage")] string GpuUsage);
+    [property: JsonPropertyName("gpuUsage")] string GpuUsage,
+    [property: JsonPropertyName("intraOpThreads")] int IntraOpThreads,
+    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error);
 
-public sealed record ModelDescription(
+internal sealed record ModelDescription(
     [property: JsonPropertyName("modelName")] string ModelName,
     [property: JsonPropertyName("modelVersion")] string ModelVersion,
     [property: JsonPropertyName("modelUrl")] string ModelUrl,
@@ -37,9 +39,11 @@ public sealed record ModelDescription(
     [property: JsonPropertyName("isDefault")] bool IsDefault,
     [property: JsonPropertyName("loadedAtStartup")] bool LoadedAtStartup,
     [property: JsonPropertyName("jobQueueStatus")] QueueStatus JobQueueStatus,
-    [property: JsonPropertyName("workers")] IReadOnlyList<WorkerDescription> Workers);
+    [property: JsonPropertyName("workers")] IReadOnlyList<WorkerDescription> Workers,
+    [property: JsonPropertyName("state")] string State,
+    [property: JsonPropertyName("consecutiveFailures")] int ConsecutiveFailures);
 
-public sealed record QueueStatus(
+internal sealed record QueueStatus(
     [property: JsonPropertyName("remainingCapacity")] int RemainingCapacity,
     [property: JsonPropertyName("pendingRequests")] int PendingRequests);
 

@@ -7,39 +7,28 @@ namespace ServeSharp.Server.Http;
 /// <summary>TorchServe's management API: register, scale, describe, list, unregister, set-default.</summary>
 internal static class ManagementApi
 {
-    public static void Map(WebApplication app, ModelManager models, ServerConfig config)
-    {
-        app.MapGet("/models", (HttpContext http) => Guard(http, () => ListAsync(http, models)));
-        app.MapPost("/models", (HttpContext http) => Guard(http, () => RegisterAsync(http, models, config)));
-        app.MapGet("/models/{model}/{version?}", (HttpContext http, string model, string? version) => Guard(http, () => DescribeAsync(http, models, model, version)));
-        app.MapPut("/models/{model}/{version?}", (HttpContext http, string model, string? version) => Guard(http, () => ScaleAsync(http, models, model, version)));
-        app.MapDelete("/models/{model}/{version?}", (HttpContext http, string model, string? version) => Guard(http, () => UnregisterAsync(http, models, config, model, version)));
-        app.MapPut("/models/{model}/{version}/set-default", (HttpContext http, string model, string version) => Guard(http, () =>
+    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config) =>
+    [
+        new(Api.Management, "GET", "/models", http => ListAsync(http, models)),
+        new(Api.Management, "POST", "/models", http => RegisterAsync(http, models, config)),
+        new(Api.Management, "GET", "/models/{model}/{version?}", http => DescribeAsync(http, models, http.RouteString("model")!, http.RouteString("version"))),
+        new(Api.Management, "PUT", "/models/{model}/{version?}", http => ScaleAsync(http, models, http.RouteString("model")!, http.RouteString("version"))),
+        new(Api.Management, "DELETE", "/models/{model}/{version?}", http => UnregisterAsync(http, models, config, http.RouteString("model")!, http.RouteString("version"))),
+        new(Api.Management, "PUT", "/models/{model}/{version}/set-default", http =>
         {
+            string model = http.RouteString("model")!, version = http.RouteString("version")!;
             models.SetDefault(model, version);
             return Respond.Status(http, 200, $"Default version successfully updated for model \"{model}\" to \"{version}\"");
-        }));
-        app.MapGet("/api-description", (HttpContext http) => ApiDescription.WriteAsync(http, ApiDescription.Management));
-        app.MapMethods("/", ["OPTIONS"], (HttpContext http) => ApiDescription.WriteAsync(http, ApiDescription.Management));
-    }
-
-    private static async Task Guard(HttpContext http, Func<Task> action)
-    {
-        try
-        {
-            await action();
-        }
-        catch (ApiException e)
-        {
-            await Respond.Error(http, e);
-        }
-    }
+        }),
+        new(Api.Management, "GET", "/api-description", http => ApiDescription.WriteAsync(http, ApiDescription.Management), Open: true),
+        new(Api.Management, "OPTIONS", "/", http => ApiDescription.WriteAsync(http, ApiDescription.Management), Open: true),
+    ];
 
     private static Task ListAsync(HttpContext http, ModelManager models)
     {
         var limit = Int(http, "limit") ?? 100;
         var start = Int(http, "next_page_token") ?? 0;
-        if (limit < 1 || start < 0) throw new ApiException(400, "limit must be positive and next_page_token non-negative");
+        if (limit < 1 || start < 0) throw new BadRequestException("limit must be positive and next_page_token non-negative");
         var all = models.ListDefaults();
         var page = all.Skip(start).Take(limit).Select(m => new ModelListEntry(m.Name, m.Url)).ToList();
         var next = start + limit < all.Count ? (start + limit).ToString(CultureInfo.InvariantCulture) : null;
@@ -51,7 +40,7 @@ internal static class ManagementApi
         RequireModelApi(config);
         var q = http.Request.Query;
         var url = q["url"].ToString();
-        if (string.IsNullOrWhiteSpace(url)) throw new ApiException(400, "Parameter url is required.");
+        if (string.IsNullOrWhiteSpace(url)) throw new BadRequestException("Parameter url is required.");
         var synchronous = Bool(http, "synchronous") ?? false;
         var (model, started) = await models.RegisterAsync(new RegisterRequest
         {
@@ -71,7 +60,7 @@ internal static class ManagementApi
         else if (!started)
             await Respond.Status(http, 202, "Processing worker updates...");
         else
-            await Respond.Status(http, 200, $"Model \"{model.Name}\" Version: {model.Version} registered with {model.ActiveWorkerCount} initial workers");
+            await Respond.Status(http, 200, $"Model \"{model.Name}\" Version: {model.Version} registered with {model.LiveWorkerCount} initial workers");
     }
 
     private static Task DescribeAsync(HttpContext http, ModelManager models, string name, string? version)
@@ -81,14 +70,12 @@ internal static class ManagementApi
         var list = selected.Select(m =>
         {
             var s = m.Settings;
-            var pending = m.Queue.Reader.Count;
+            var pending = m.Aggregator.Pending;
             return new ModelDescription(
                 m.Name, m.Version, m.Url, m.Archive.Manifest.Runtime ?? "python", m.Factory.Description,
                 s.MinWorkers, s.MaxWorkers, s.BatchSize, s.MaxBatchDelayMs, s.ResponseTimeoutSeconds,
-                models.IsDefault(m), m.LoadedAtStartup, new QueueStatus(Math.Max(0, m.QueueCapacity - pending), pending),
-                [.. m.Workers.Select(w => new WorkerDescription(
-                    w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.Status),
-                    memory, Environment.ProcessId, w.GpuId is not null && Sdk.OrtSessionFactory.CudaBuilt, GpuUsage(w.GpuId)))]);
+                models.IsDefault(m), m.LoadedAtStartup, new QueueStatus(Math.Max(0, m.Aggregator.Capacity - pending), pending),
+                [.. m.Workers.Select(w => Describe(w, memory))], StateName(m.State), m.ConsecutiveFailures);
         }).ToList();
         return Respond.Json(http, 200, list, ApiJsonContext.Relaxed.ListModelDescription);
     }
@@ -102,7 +89,7 @@ internal static class ManagementApi
         var synchronous = Bool(http, "synchronous") ?? false;
         await models.ScaleAsync(model, min, max, synchronous, http.RequestAborted);
         if (synchronous)
-            await Respond.Status(http, 200, $"Workers scaled to {model.ActiveWorkerCount} for model: {model.Name}, version: {model.Version}");
+            await Respond.Status(http, 200, $"Workers scaled to {model.LiveWorkerCount} for model: {model.Name}, version: {model.Version}");
         else
             await Respond.Status(http, 202, "Processing worker updates...");
     }
@@ -117,24 +104,27 @@ internal static class ManagementApi
     private static void RequireModelApi(ServerConfig config)
     {
         if (!config.EnableModelApi)
-            throw new ApiException(405, "Model API is disabled: registering and unregistering models needs --enable-model-api or enable_model_api=true", "MethodNotAllowedException");
+            throw new MethodNotAllowedException("Model API is disabled: registering and unregistering models needs --enable-model-api or enable_model_api=true");
     }
 
-    // TorchServe's rule assigns the id either way; a CPU build says where the worker really runs.
-    private static string GpuUsage(int? gpu) => gpu switch
+    private static WorkerDescription Describe(WorkerThread w, long memory)
     {
-        null => "N/A",
-        { } g when Sdk.OrtSessionFactory.CudaBuilt => $"gpu {g}",
-        { } g => $"assigned gpu {g}; CPU build, running on CPU",
-    };
+        var (gpu, usage) = WorkLoadManager.Device(w);
+        return new WorkerDescription(w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.State),
+            memory, Environment.ProcessId, gpu, usage, w.IntraOpThreads, w.FailureReason);
+    }
 
-    private static string StatusName(WorkerStatus s) => s switch
+    // TorchServe's names for a worker's state; FAILED is ours (TorchServe shows such a worker as UNLOADING while it retries).
+    private static string StatusName(WorkerState s) => s switch
     {
-        WorkerStatus.Ready => "READY",
-        WorkerStatus.Loading => "LOADING",
-        WorkerStatus.Stopping => "UNLOADING",
+        WorkerState.Ready or WorkerState.Busy => "READY",
+        WorkerState.Loading => "LOADING",
+        WorkerState.Stopping => "UNLOADING",
+        WorkerState.Failed => "FAILED",
         _ => "STOPPED",
     };
+
+    private static string StateName(ModelState s) => s.ToString().ToUpperInvariant();
 
     private static string? NonEmpty(string s) => string.IsNullOrWhiteSpace(s) ? null : s;
 
@@ -143,13 +133,13 @@ internal static class ManagementApi
         var text = http.Request.Query[name].ToString();
         if (text.Length == 0) return null;
         return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
-            : throw new ApiException(400, $"Invalid parameter {name}: '{text}' is not an integer");
+            : throw new BadRequestException($"Invalid parameter {name}: '{text}' is not an integer");
     }
 
     private static bool? Bool(HttpContext http, string name)
     {
         var text = http.Request.Query[name].ToString();
         if (text.Length == 0) return null;
-        return bool.TryParse(text, out var v) ? v : throw new ApiException(400, $"Invalid parameter {name}: '{text}' is not true or false");
+        return bool.TryParse(text, out var v) ? v : throw new BadRequestException($"Invalid parameter {name}: '{text}' is not true or false");
     }
 }

@@ -40,7 +40,7 @@ internal static class RequestReader
         }
         catch (InvalidDataException e)
         {
-            throw new ApiException(400, $"Malformed request body: {e.Message}");
+            throw new Wlm.BadRequestException($"Malformed request body: {e.Message}");
         }
 
         foreach (var (name, value) in request.Query)
@@ -66,6 +66,6 @@ internal static class RequestReader
         return buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
     }
 
-    private static ApiException TooLarge(long cap) =>
-        new(413, $"Request body exceeds max_request_size ({cap} bytes)", "RequestEntityTooLargeException");
+    private static Wlm.RequestEntityTooLargeException TooLarge(long cap) =>
+        new($"Request body exceeds max_request_size ({cap} bytes)");
 }

@@ -24,5 +24,4 @@ internal static class Respond
         return http.Response.Body.WriteAsync(ErrorBody.Write(status, type ?? ErrorBody.TypeFor(status), message), http.RequestAborted).AsTask();
     }
 
-    public static Task Error(HttpContext http, ApiException e) => Error(http, e.StatusCode, e.Message, e.Type);
 }

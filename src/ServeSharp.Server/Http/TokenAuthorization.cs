@@ -9,7 +9,7 @@ namespace ServeSharp.Server.Http;
 /// <c>key_file.json</c>; each API then wants <c>Authorization: Bearer &lt;key&gt;</c>. Keys are compared in
 /// constant time. Disabled by --disable-token-auth / disable_token_authorization=true.
 /// </summary>
-public sealed class TokenAuthorization
+internal sealed class TokenAuthorization
 {
     private TokenAuthorization(string management, string inference, string? keyFile)
     {
@@ -39,19 +39,18 @@ public sealed class TokenAuthorization
         return auth;
     }
 
-    /// <summary>Middleware for one API: requests to paths other than the open ones need the key.</summary>
-    public Func<HttpContext, RequestDelegate, Task> Require(string key, string apiName, params string[] openPaths) => (http, next) =>
+    /// <summary>Whether the request carries the key of <paramref name="api"/>.</summary>
+    public bool Allows(HttpContext http, Api api)
     {
-        if (!Enabled || openPaths.Contains(http.Request.Path.Value, StringComparer.Ordinal) || HttpMethods.IsOptions(http.Request.Method))
-            return next(http);
+        if (!Enabled) return true;
         var header = http.Request.Headers.Authorization.ToString();
         const string prefix = "Bearer ";
-        if (header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && Matches(header[prefix.Length..].Trim(), key))
-            return next(http);
-        return Respond.Error(http, 401,
-            $"Token Authorization failed. Token either incorrect, expired, or not provided correctly: send 'Authorization: Bearer <{apiName} key>' with the key from {KeyFile}",
-            "InvalidKeyException");
-    };
+        return header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && Matches(header[prefix.Length..].Trim(), api == Api.Management ? ManagementKey : InferenceKey);
+    }
+
+    public Task RefuseAsync(HttpContext http, Api api) => Respond.Error(http, 401,
+        $"Token Authorization failed. Token either incorrect, expired, or not provided correctly: send 'Authorization: Bearer <{(api == Api.Management ? "management" : "inference")} key>' with the key from {KeyFile}",
+        "InvalidKeyException");
 
     private static bool Matches(string given, string expected) =>
         CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), SHA256.HashData(Encoding.UTF8.GetBytes(expected)));

@@ -7,7 +7,7 @@ namespace ServeSharp.Server.Metrics;
 /// TorchServe's metrics, by its names and labels, in a registry of their own (so the scrape holds only these).
 /// Counters accumulate; the *Time gauges hold the latest value in milliseconds, as TorchServe reports them.
 /// </summary>
-public sealed class ServerMetrics
+internal sealed class ServerMetrics
 {
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly string _host = Environment.MachineName;
@@ -22,6 +22,7 @@ public sealed class ServerMetrics
     private readonly Gauge _workerLoadTime;
     private readonly Gauge _handlerTime;
     private readonly Gauge _predictionTime;
+    private readonly Histogram _batchSize;
 
     public ServerMetrics()
     {
@@ -40,6 +41,12 @@ public sealed class ServerMetrics
         _workerLoadTime = f.CreateGauge("WorkerLoadTime", "Time taken by worker to load model in Milliseconds", ["WorkerName", "Level", "Hostname"]);
         _handlerTime = f.CreateGauge("HandlerTime", "Backend time spent in the handler in Milliseconds", modelHost);
         _predictionTime = f.CreateGauge("PredictionTime", "Backend prediction time in Milliseconds", modelHost);
+        // Not one of TorchServe's: how full the batches its aggregator forms are (the point of batchSize/maxBatchDelay).
+        _batchSize = f.CreateHistogram("ts_batch_size", "Requests per batch handed to a worker", new HistogramConfiguration
+        {
+            LabelNames = model,
+            Buckets = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64],
+        });
     }
 
     public void RequestCompleted(int statusCode)
@@ -63,6 +70,8 @@ public sealed class ServerMetrics
         _predictionTime.WithLabels(model, "Model", _host).Set(handler.TotalMilliseconds);
         _workerThreadTime.WithLabels("Host", _host).Set(workerOverhead.TotalMilliseconds);
     }
+
+    public void BatchFormed(string model, string version, int size) => _batchSize.WithLabels(model, version, _host).Observe(size);
 
     public void WorkerLoaded(string workerName, TimeSpan took) =>
         _workerLoadTime.WithLabels(workerName, "Host", _host).Set(took.TotalMilliseconds);

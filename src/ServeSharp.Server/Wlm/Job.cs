@@ -1,31 +1,47 @@
-using System.Diagnostics;
 using ServeSharp.Sdk;
 
 namespace ServeSharp.Server.Wlm;
 
 /// <summary>
 /// One prediction request on its way through the queue to a worker. The endpoint awaits <see cref="Completion"/>;
-/// exactly one party completes it (the worker, a timeout, or an unregister), so no request is lost or answered twice.
+/// exactly one party completes it (the worker, the response timeout, the client going away, or an unregister),
+/// so no request is lost or answered twice.
 /// </summary>
-public sealed class Job(InferenceRequest request)
+internal sealed class Job : IDisposable
 {
     private readonly TaskCompletionSource<JobResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationTokenRegistration _clientGone;
 
-    public InferenceRequest Request { get; } = request;
+    /// <param name="request">What the handler sees.</param>
+    /// <param name="enqueuedAt">TimeProvider timestamp of admission, for the queue-latency metrics.</param>
+    /// <param name="cancellationToken">The client's: when it fires, a queued job is dropped and a running batch whose
+    /// clients have all gone is cancelled.</param>
+    public Job(InferenceRequest request, long enqueuedAt, CancellationToken cancellationToken)
+    {
+        Request = request;
+        EnqueuedAt = enqueuedAt;
+        CancellationToken = cancellationToken;
+        // Answering at once frees the endpoint; the aggregator skips completed jobs instead of running them.
+        _clientGone = cancellationToken.UnsafeRegister(static j => ((Job)j!).TryFail(499, "The client closed the request", "ClientClosedRequest"), this);
+    }
 
-    /// <summary>When the job entered the queue (Stopwatch ticks), for queue-latency metrics.</summary>
-    public long EnqueuedAt { get; } = Stopwatch.GetTimestamp();
+    public InferenceRequest Request { get; }
+    public long EnqueuedAt { get; }
+    public CancellationToken CancellationToken { get; }
 
     public Task<JobResult> Completion => _completion.Task;
+    public bool IsCompleted => _completion.Task.IsCompleted;
 
     public bool TryComplete(JobResult result) => _completion.TrySetResult(result);
 
     public bool TryFail(int statusCode, string message, string? type = null) =>
         TryComplete(JobResult.FromOutput(HandlerOutput.Error(statusCode, message, type), null));
+
+    public void Dispose() => _clientGone.Dispose();
 }
 
 /// <summary>What the endpoint writes back: status, content type, body, extra headers.</summary>
-public readonly record struct JobResult(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string>? Headers)
+internal readonly record struct JobResult(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string>? Headers)
 {
     /// <summary>
     /// Combines a handler's output with what the handler set on the request (TorchServe's

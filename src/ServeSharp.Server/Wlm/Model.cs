@@ -1,20 +1,26 @@
-using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
 using ServeSharp.Archive;
 using ServeSharp.Loader;
+using ServeSharp.Server.Metrics;
 
 namespace ServeSharp.Server.Wlm;
 
 /// <summary>
-/// One registered model version: its archive, its handler factory, its bounded job queue and its workers.
-/// Workers come and go (scaling); the queue stays, so scaling never drops a queued request.
+/// One registered model version (TorchServe's Model): its archive and handler factory, its settings, its
+/// lifecycle state, its batch aggregator (which owns the job queue) and its workers. The queue outlives the
+/// workers, so scaling never drops a queued request.
 /// </summary>
-public sealed class Model : IDisposable
+internal sealed class Model : IDisposable
 {
     private readonly object _gate = new();
     private readonly List<WorkerThread> _workers = [];
+    private readonly CancellationTokenSource _lifetime = new();
     private WorkerSettings _settings;
+    private int _state = (int)ModelState.Loading;
+    private Task _aggregating = Task.CompletedTask;
 
-    public Model(string name, string version, string url, ModelArchive archive, HandlerFactory factory, WorkerSettings settings, int jobQueueSize, bool loadedAtStartup)
+    public Model(string name, string version, string url, ModelArchive archive, HandlerFactory factory, WorkerSettings settings,
+        int jobQueueSize, bool loadedAtStartup, ServerMetrics metrics, TimeProvider time, ILogger logger)
     {
         Name = name;
         Version = version;
@@ -23,9 +29,7 @@ public sealed class Model : IDisposable
         Factory = factory;
         _settings = settings;
         LoadedAtStartup = loadedAtStartup;
-        QueueCapacity = jobQueueSize;
-        // Bounded, and written with TryWrite: a full queue answers 503 at once instead of holding the client.
-        Queue = Channel.CreateBounded<Job>(new BoundedChannelOptions(jobQueueSize) { FullMode = BoundedChannelFullMode.Wait, SingleReader = false });
+        Aggregator = new BatchAggregator(this, jobQueueSize, metrics, time, logger);
     }
 
     public string Name { get; }
@@ -37,11 +41,26 @@ public sealed class Model : IDisposable
     public ModelArchive Archive { get; }
     public HandlerFactory Factory { get; }
     public bool LoadedAtStartup { get; }
-    public Channel<Job> Queue { get; }
-    public int QueueCapacity { get; }
+    public BatchAggregator Aggregator { get; }
 
-    /// <summary>Set once the model is being unregistered: no new workers start for it.</summary>
-    public bool Retired { get; internal set; }
+    /// <summary>Serialises scaling of this model (register, scale, replace, unregister).</summary>
+    public SemaphoreSlim ScaleGate { get; } = new(1, 1);
+
+    /// <summary>Cancelled when the model starts draining: back-off waits and pending starts end.</summary>
+    public CancellationToken Lifetime => _lifetime.Token;
+
+    private int _failures;
+
+    /// <summary>Counts a worker that failed to load or died; returns how many failed in a row before it (TorchServe's back-off index).</summary>
+    public int RecordFailure() => Interlocked.Increment(ref _failures) - 1;
+
+    /// <summary>A worker loaded: the next failure starts the back-off from the beginning.</summary>
+    public void ResetFailures() => Volatile.Write(ref _failures, 0);
+
+    /// <summary>Failed loads (or deaths) in a row, for describe.</summary>
+    public int ConsecutiveFailures => Volatile.Read(ref _failures);
+
+    public ModelState State => (ModelState)Volatile.Read(ref _state);
 
     public WorkerSettings Settings
     {
@@ -54,22 +73,48 @@ public sealed class Model : IDisposable
         get { lock (_gate) return [.. _workers]; }
     }
 
-    /// <summary>Whether any worker is listed (loading, serving, stopping, or about to be replaced).</summary>
-    public bool HasWorkers
+    /// <summary>Workers loading or serving (not failed, stopping or gone).</summary>
+    public int LiveWorkerCount
     {
-        get { lock (_gate) return _workers.Count > 0; }
-    }
-
-    /// <summary>Workers that are loading or serving (not stopping or gone).</summary>
-    public int ActiveWorkerCount
-    {
-        get { lock (_gate) return _workers.Count(w => w.Status is WorkerStatus.Loading or WorkerStatus.Ready); }
+        get { lock (_gate) return _workers.Count(w => w.IsLive); }
     }
 
     public int ReadyWorkerCount
     {
-        get { lock (_gate) return _workers.Count(w => w.Status == WorkerStatus.Ready); }
+        get { lock (_gate) return _workers.Count(w => w.State is WorkerState.Ready or WorkerState.Busy); }
     }
+
+    /// <summary>The state machine's only door: moves when the current state is <paramref name="from"/>.</summary>
+    public bool TryMove(ModelState from, ModelState to)
+    {
+        var allowed = (from, to) switch
+        {
+            (ModelState.Loading, ModelState.Ready or ModelState.Failed or ModelState.Draining) => true,
+            (ModelState.Ready, ModelState.Failed or ModelState.Draining) => true,
+            (ModelState.Failed, ModelState.Ready or ModelState.Draining) => true,
+            (ModelState.Draining, ModelState.Unloaded) => true,
+            _ => false,
+        };
+        if (!allowed) return false;
+        var moved = Interlocked.CompareExchange(ref _state, (int)to, (int)from) == (int)from;
+        if (moved && to == ModelState.Draining) _lifetime.Cancel();
+        return moved;
+    }
+
+    /// <summary>Moves to <paramref name="to"/> from whichever of <paramref name="from"/> holds now.</summary>
+    public bool TryMove(ModelState to, params ModelState[] from)
+    {
+        foreach (var f in from)
+        {
+            if (TryMove(f, to)) return true;
+        }
+        return false;
+    }
+
+    public void StartAggregating() => _aggregating = Aggregator.RunAsync(Lifetime);
+
+    /// <summary>The aggregator's loop, for the drain to await.</summary>
+    public Task Aggregating => _aggregating;
 
     internal void Add(WorkerThread worker)
     {
@@ -81,14 +126,10 @@ public sealed class Model : IDisposable
         lock (_gate) _workers.Remove(worker);
     }
 
-    /// <summary>Fails every job still queued (the model is going away).</summary>
-    internal void FailQueued(string message)
-    {
-        while (Queue.Reader.TryRead(out var job)) job.TryFail(503, message, "ServiceUnavailableException");
-    }
-
     public void Dispose()
     {
+        _lifetime.Dispose();
+        ScaleGate.Dispose();
         Factory.Dispose();
         Archive.Dispose();
     }

@@ -3,12 +3,12 @@ using ServeSharp.Archive;
 using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Configuration;
-using ServeSharp.Server.Http;
+using ServeSharp.Server.Metrics;
 
 namespace ServeSharp.Server.Wlm;
 
 /// <summary>What a registration asks for (management API parameters, or startup's --models / snapshot).</summary>
-public sealed record RegisterRequest
+internal sealed record RegisterRequest
 {
     public required string Url { get; init; }
     public string? ModelName { get; init; }
@@ -24,10 +24,11 @@ public sealed record RegisterRequest
 }
 
 /// <summary>
-/// The registry of models and their versions (TorchServe's ModelManager): register, unregister, describe,
-/// set the default version. Every change is written to the config snapshot.
+/// The registry of models and their versions (TorchServe's ModelManager): register, unregister, describe, set the
+/// default version, and admit predictions into a model's queue. Every change is handed to the snapshot writer.
 /// </summary>
-public sealed partial class ModelManager(ServerConfig config, WorkLoadManager workLoad, ModelSource source, HandlerResolver resolver, SnapshotStore snapshots, ILoggerFactory loggers)
+internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager workLoad, ModelSource source, HandlerResolver resolver,
+    SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
 {
     private readonly ILogger _logger = loggers.CreateLogger("ServeSharp.ModelManager");
     private readonly object _gate = new();
@@ -49,7 +50,7 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
         }
         catch (ArchiveException e)
         {
-            throw new ApiException(400, e.Message);
+            throw new BadRequestException(e.Message, inner: e);
         }
 
         Model model;
@@ -65,9 +66,10 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
             }
             catch (HandlerLoadException e)
             {
-                throw new ApiException(400, e.Message);
+                throw new BadRequestException(e.Message, inner: e);
             }
-            model = new Model(name, version, request.Url, archive, factory, Settings(name, version, archive.Config, request), config.JobQueueSize, request.LoadedAtStartup)
+            model = new Model(name, version, request.Url, archive, factory, Settings(name, version, archive.Config, request), config.JobQueueSize,
+                request.LoadedAtStartup, metrics, time, loggers.CreateLogger($"ServeSharp.Model.{name}"))
             {
                 SnapshotUrl = source.SnapshotName(request.Url, path),
             };
@@ -83,15 +85,18 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
             var set = _models.TryGetValue(model.Name, out var existing) ? existing : _models[model.Name] = new VersionSet();
             if (set.Versions.ContainsKey(model.Version))
             {
+                if (set.Versions.Count == 0) _models.Remove(model.Name);
                 model.Dispose();
-                throw new ApiException(409, $"Model version {model.Version} is already registered for model {model.Name}", "ConflictStatusException");
+                throw new ConflictStatusException($"Model version {model.Version} is already registered for model {model.Name}");
             }
             set.Versions[model.Version] = model;
             if (set.Versions.Count == 1 || request.MakeDefault == true) set.DefaultVersion = model.Version;
         }
+        workLoad.Add(model);
         LogRegistered(_logger, model.Name, model.Version, request.Url);
 
         var workers = model.Settings.MinWorkers;
+        if (workers == 0) model.TryMove(ModelState.Loading, ModelState.Ready);
         if (!request.Synchronous)
         {
             _ = ScaleInBackgroundAsync(model, workers);
@@ -99,14 +104,12 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
             return (model, false);
         }
 
-        try
+        var loaded = await workLoad.ScaleAsync(model, workers, cancellationToken);
+        if (workers > 0 && loaded == 0)
         {
-            await workLoad.ScaleAsync(model, workers, cancellationToken);
-        }
-        catch (Exception e) when (workers > 0 && model.ActiveWorkerCount == 0)
-        {
+            var reason = model.Workers.Select(w => w.FailureReason).FirstOrDefault(r => r is not null) ?? "no worker loaded";
             await RemoveAsync(model);
-            throw new ApiException(500, $"Failed to start workers for model {model.Name} version {model.Version}: {e.Message}", "InternalServerException");
+            throw new InternalServerException($"Failed to start workers for model {model.Name} version {model.Version}: {reason}");
         }
         Save();
         return (model, true);
@@ -119,8 +122,9 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
         var min = minWorkers ?? current.MinWorkers;
         var max = Math.Max(min, maxWorkers ?? Math.Max(current.MaxWorkers, min));
         if (min < 0 || (maxWorkers is { } m && m < min))
-            throw new ApiException(400, $"Invalid worker counts: min_worker {min}, max_worker {maxWorkers}");
+            throw new BadRequestException($"Invalid worker counts: min_worker {min}, max_worker {maxWorkers}");
         model.Settings = current with { MinWorkers = min, MaxWorkers = max };
+        if (min == 0) model.TryMove(ModelState.Ready, ModelState.Loading, ModelState.Failed);
         Save();
         if (synchronous) await workLoad.ScaleAsync(model, min, cancellationToken);
         else _ = ScaleInBackgroundAsync(model, min);
@@ -138,21 +142,46 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
     {
         lock (_gate)
         {
-            if (!_models.TryGetValue(name, out var set)) throw ApiException.ModelNotFound(name);
-            if (!set.Versions.ContainsKey(version)) throw ApiException.ModelNotFound(name, version);
+            if (!_models.TryGetValue(name, out var set)) throw ModelNotFoundException.For(name);
+            if (!set.Versions.ContainsKey(version)) throw ModelNotFoundException.For(name, version);
             set.DefaultVersion = version;
         }
         Save();
     }
 
-    /// <summary>The named version, or the default one; 404 when absent.</summary>
+    /// <summary>Refuses at once when the model cannot take a job (so the endpoint need not read the body).</summary>
+    public static void EnsureServing(Model model)
+    {
+        if (model.State is ModelState.Draining or ModelState.Unloaded)
+            throw new ServiceUnavailableException($"Model \"{model.Name}\" version {model.Version} is being unregistered");
+        if (model.LiveWorkerCount == 0)
+            throw new ServiceUnavailableException($"Model \"{model.Name}\" has no worker to serve inference request. Please use scale workers API to add workers.");
+    }
+
+    /// <summary>
+    /// Queues one prediction and waits for its answer. The token is the client's: when it fires, the job leaves the
+    /// queue (or, once every client of its batch has gone, the running batch is cancelled).
+    /// </summary>
+    public async Task<JobResult> PredictAsync(Model model, InferenceRequest request, CancellationToken cancellationToken)
+    {
+        EnsureServing(model);
+        using var job = new Job(request, time.GetTimestamp(), cancellationToken);
+        if (!model.Aggregator.TryAdmit(job))
+        {
+            if (model.State is ModelState.Draining or ModelState.Unloaded) EnsureServing(model);
+            throw new ServiceUnavailableException($"Model \"{model.Name}\" version {model.Version}: the job queue is full ({model.Aggregator.Capacity} waiting); retry later", retrySoon: true);
+        }
+        return await job.Completion;
+    }
+
+    /// <summary>The named version, or the default one.</summary>
     public Model Get(string name, string? version)
     {
         lock (_gate)
         {
-            if (!_models.TryGetValue(name, out var set)) throw ApiException.ModelNotFound(name);
+            if (!_models.TryGetValue(name, out var set)) throw ModelNotFoundException.For(name);
             var v = string.IsNullOrEmpty(version) ? set.DefaultVersion : version;
-            return set.Versions.TryGetValue(v, out var model) ? model : throw ApiException.ModelNotFound(name, version);
+            return set.Versions.TryGetValue(v, out var model) ? model : throw ModelNotFoundException.For(name, version);
         }
     }
 
@@ -160,7 +189,7 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
     {
         lock (_gate)
         {
-            return _models.TryGetValue(name, out var set) ? [.. set.Versions.Values.OrderBy(m => m.Version, StringComparer.Ordinal)] : throw ApiException.ModelNotFound(name);
+            return _models.TryGetValue(name, out var set) ? [.. set.Versions.Values.OrderBy(m => m.Version, StringComparer.Ordinal)] : throw ModelNotFoundException.For(name);
         }
     }
 
@@ -183,22 +212,22 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
         lock (_gate) return [.. _models.Values.SelectMany(s => s.Versions.Values)];
     }
 
-    public async Task StopAllAsync()
-    {
-        foreach (var model in AllModels()) await RemoveAsync(model);
-    }
+    /// <summary>Server stop: every model drains (the snapshot is not touched, so a restart restores them).</summary>
+    public Task StopAllAsync() => Task.WhenAll(AllModels().Select(RemoveAsync));
 
+    // Leaves the registry first (a new registration of the same version may start at once), then drains.
     private async Task RemoveAsync(Model model)
     {
         lock (_gate)
         {
-            if (_models.TryGetValue(model.Name, out var set) && set.Versions.Remove(model.Version))
+            if (_models.TryGetValue(model.Name, out var set) && set.Versions.TryGetValue(model.Version, out var listed) && listed == model)
             {
+                set.Versions.Remove(model.Version);
                 if (set.Versions.Count == 0) _models.Remove(model.Name);
                 else if (set.DefaultVersion == model.Version) set.DefaultVersion = set.Versions.Keys.Max(StringComparer.Ordinal)!;
             }
         }
-        await workLoad.StopAllAsync(model);
+        await workLoad.DrainAsync(model, TimeSpan.FromSeconds(model.Settings.ResponseTimeoutSeconds));
         model.Dispose();
     }
 
@@ -206,7 +235,10 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
     {
         try
         {
-            await workLoad.ScaleAsync(model, workers, CancellationToken.None);
+            await workLoad.ScaleAsync(model, workers, model.Lifetime);
+        }
+        catch (OperationCanceledException) when (model.Lifetime.IsCancellationRequested)
+        {
         }
         catch (Exception e)
         {
@@ -219,6 +251,7 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
         var block = config.Models.TryGetValue(name, out var versions) && versions.TryGetValue(version, out var s) ? s : null;
         var min = request.InitialWorkers ?? yaml.MinWorkers ?? block?.MinWorkers ?? (request.LoadedAtStartup ? config.DefaultWorkersPerModel : 0);
         var max = request.MaxWorkers ?? yaml.MaxWorkers ?? block?.MaxWorkers ?? min;
+        if (min < 0) throw new BadRequestException($"Invalid worker count: initial_workers {min}");
         return new WorkerSettings
         {
             MinWorkers = min,
@@ -234,34 +267,24 @@ public sealed partial class ModelManager(ServerConfig config, WorkLoadManager wo
 
     private void Save()
     {
-        try
+        List<SnapshotEntry> entries;
+        lock (_gate)
         {
-            List<SnapshotEntry> entries;
-            lock (_gate)
-            {
-                entries = [.. _models.Values.SelectMany(set => set.Versions.Values.Select(m => new SnapshotEntry(
-                    m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings)))];
-            }
-            snapshots.Save(entries);
+            entries = [.. _models.Values.SelectMany(set => set.Versions.Values.Select(m => new SnapshotEntry(
+                m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings)))];
         }
-        catch (IOException e)
-        {
-            LogSnapshotFailed(_logger, e);
-        }
+        snapshots.Request(entries);
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Warning}")]
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "{Warning}")]
     private static partial void LogConfigWarning(ILogger logger, string warning);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} registered from {Url}")]
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "Model {Model} version {Version} registered from {Url}")]
     private static partial void LogRegistered(ILogger logger, string model, string version, string url);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} unregistered")]
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "Model {Model} version {Version} unregistered")]
     private static partial void LogUnregistered(ILogger logger, string model, string version);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model}: scaling workers failed")]
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Error, Message = "Model {Model}: scaling workers failed")]
     private static partial void LogScaleFailed(ILogger logger, string model, Exception error);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Could not write the config snapshot")]
-    private static partial void LogSnapshotFailed(ILogger logger, Exception error);
 }

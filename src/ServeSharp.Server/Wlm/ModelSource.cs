@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
 using ServeSharp.Server.Configuration;
-using ServeSharp.Server.Http;
 
 namespace ServeSharp.Server.Wlm;
 
@@ -8,18 +7,18 @@ namespace ServeSharp.Server.Wlm;
 /// Turns a registration <c>url</c> into a local archive path, as TorchServe does: a name in the model store,
 /// a local path, or an http(s)/file URL that must match <c>allowed_urls</c> (downloads land in the model store).
 /// </summary>
-public sealed class ModelSource(ServerConfig config, HttpClient http)
+internal sealed class ModelSource(ServerConfig config, HttpClient http)
 {
     private readonly Regex[] _allowed = [.. config.AllowedUrls.Select(p => new Regex("^(" + p + ")$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)))];
 
-    public string ModelStore => config.ModelStore ?? throw new ApiException(400, "No model store is configured (--model-store or model_store)");
+    public string ModelStore => config.ModelStore ?? throw new BadRequestException("No model store is configured (--model-store or model_store)");
 
     /// <summary>Where archives are extracted while their model is registered.</summary>
     public string ExtractionRoot { get; } = Path.Combine(Path.GetTempPath(), "servesharp", "models-" + Environment.ProcessId);
 
     public async Task<string> ResolveAsync(string url, CancellationToken cancellationToken)
     {
-        if (string.IsNullOrWhiteSpace(url)) throw new ApiException(400, "Parameter url is required");
+        if (string.IsNullOrWhiteSpace(url)) throw new BadRequestException("Parameter url is required");
 
         if (url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
@@ -38,7 +37,7 @@ public sealed class ModelSource(ServerConfig config, HttpClient http)
         var store = Path.GetFullPath(ModelStore);
         var inStore = Path.GetFullPath(Path.Combine(store, url));
         if (!inStore.StartsWith(store + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new ApiException(400, $"Invalid model url '{url}': it leaves the model store");
+            throw new BadRequestException($"Invalid model url '{url}': it leaves the model store");
         return Existing(inStore, url);
     }
 
@@ -54,29 +53,29 @@ public sealed class ModelSource(ServerConfig config, HttpClient http)
     private void CheckAllowed(string url)
     {
         if (!_allowed.Any(r => r.IsMatch(url)))
-            throw new ApiException(400, $"Given URL {url} does not match any allowed URL(s)");
+            throw new BadRequestException($"Given URL {url} does not match any allowed URL(s)");
     }
 
     private static string Existing(string path, string url) =>
-        File.Exists(path) || Directory.Exists(path) ? path : throw new ApiException(404, $"Model not found in model store: {url}", "ModelNotFoundException");
+        File.Exists(path) || Directory.Exists(path) ? path : throw new ModelNotFoundException($"Model not found in model store: {url}");
 
     private async Task<string> DownloadAsync(Uri uri, CancellationToken cancellationToken)
     {
         var fileName = Path.GetFileName(uri.LocalPath);
         if (string.IsNullOrEmpty(fileName) || fileName is "." or "..")
-            throw new ApiException(400, $"Cannot tell the archive's file name from {uri}");
+            throw new BadRequestException($"Cannot tell the archive's file name from {uri}");
         var target = Path.Combine(ModelStore, fileName);
         if (File.Exists(target))
-            throw new ApiException(409, $"Model archive {fileName} already exists in the model store", "FileAlreadyExistsException");
+            throw new ConflictStatusException($"Model archive {fileName} already exists in the model store", "FileAlreadyExistsException");
 
         var partial = target + ".download-" + Guid.NewGuid().ToString("N");
         try
         {
             using var response = await http.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             if (!response.IsSuccessStatusCode)
-                throw new ApiException(400, $"Failed to download model from {uri}: HTTP {(int)response.StatusCode}", "DownloadArchiveException");
+                throw new BadRequestException($"Failed to download model from {uri}: HTTP {(int)response.StatusCode}", "DownloadArchiveException");
             if (response.Content.Headers.ContentLength > config.MaxArchiveBytes)
-                throw new ApiException(400, $"Model archive at {uri} is larger than {config.MaxArchiveBytes} bytes");
+                throw new BadRequestException($"Model archive at {uri} is larger than {config.MaxArchiveBytes} bytes");
             await using (var body = await response.Content.ReadAsStreamAsync(cancellationToken))
             await using (var file = File.Create(partial))
             {
@@ -87,7 +86,7 @@ public sealed class ModelSource(ServerConfig config, HttpClient http)
         }
         catch (HttpRequestException e)
         {
-            throw new ApiException(400, $"Failed to download model from {uri}: {e.Message}", "DownloadArchiveException");
+            throw new BadRequestException($"Failed to download model from {uri}: {e.Message}", "DownloadArchiveException");
         }
         finally
         {
@@ -103,7 +102,7 @@ public sealed class ModelSource(ServerConfig config, HttpClient http)
         while ((read = await from.ReadAsync(buffer, cancellationToken)) > 0)
         {
             total += read;
-            if (total > cap) throw new ApiException(400, $"Model archive at {uri} is larger than {cap} bytes");
+            if (total > cap) throw new BadRequestException($"Model archive at {uri} is larger than {cap} bytes");
             await to.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
     }

@@ -5,13 +5,13 @@ using ServeSharp.Server.Configuration;
 namespace ServeSharp.Server.Wlm;
 
 /// <summary>One model version as the snapshot remembers it.</summary>
-public sealed record SnapshotEntry(string Name, string Version, string Url, bool IsDefault, WorkerSettings Settings);
+internal sealed record SnapshotEntry(string Name, string Version, string Url, bool IsDefault, WorkerSettings Settings);
 
 /// <summary>
 /// TorchServe's config snapshots: after every change, <c>logs/config/{timestamp}-snapshot.cfg</c> holds a
 /// <c>model_snapshot=</c> JSON of the registered models; the next start restores the newest one unless --ncs.
 /// </summary>
-public sealed class SnapshotStore(string directory, bool enabled)
+internal sealed class SnapshotStore(string directory, bool enabled)
 {
     private readonly object _gate = new();
     private const int Keep = 10;

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Metrics;
@@ -6,91 +7,183 @@ using ServeSharp.Server.Metrics;
 namespace ServeSharp.Server.Wlm;
 
 /// <summary>
-/// Owns the worker pools: starts and stops workers to reach a target count, hands out GPU ids round-robin
-/// (TorchServe's rule: over deviceIds if given, else over number_of_gpu), and replaces workers that time out.
+/// Owns the worker pools (TorchServe's WorkLoadManager): brings a model to a target worker count, replaces workers
+/// that fail or die with TorchServe's back-off, drains workers it removes, hands out GPU ids round-robin (over
+/// deviceIds if given, else over number_of_gpu) and plans ONNX Runtime threads across every model.
 /// </summary>
-public sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics metrics, ILoggerFactory loggers)
+internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
 {
+    // TorchServe's back-off between attempts to bring a failed worker back, in seconds (reset by a load that works).
+    private static readonly int[] BackOff = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597];
+
     private readonly ILogger _logger = loggers.CreateLogger("ServeSharp.WorkLoadManager");
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Model, SemaphoreSlim> _scaleLocks = new();
+    private readonly object _gate = new();
+    private readonly HashSet<Model> _models = [];
     private int _gpuCounter;
 
-    /// <summary>
-    /// Brings <paramref name="model"/> to <paramref name="target"/> workers. New workers load in parallel; removed
-    /// workers finish their batch first. Throws if no new worker could load.
-    /// </summary>
-    public async Task ScaleAsync(Model model, int target, CancellationToken cancellationToken)
+    /// <summary>The back-off delay before attempt number <paramref name="failures"/> + 1.</summary>
+    public static TimeSpan BackOffAfter(int failures) => TimeSpan.FromSeconds(BackOff[Math.Clamp(failures, 0, BackOff.Length - 1)]);
+
+    /// <summary>Starts the model's aggregator; its workers come with <see cref="ScaleAsync"/>.</summary>
+    public void Add(Model model)
     {
-        var gate = _scaleLocks.GetOrAdd(model, _ => new SemaphoreSlim(1, 1));
-        await gate.WaitAsync(cancellationToken);
+        lock (_gate) _models.Add(model);
+        model.StartAggregating();
+    }
+
+    /// <summary>
+    /// Brings <paramref name="model"/> to <paramref name="target"/> live workers. New workers load in parallel
+    /// (a failed one is retried with back-off); removed workers, newest first, finish the batch in hand.
+    /// Returns how many of the new workers loaded.
+    /// </summary>
+    public async Task<int> ScaleAsync(Model model, int target, CancellationToken cancellationToken)
+    {
+        await model.ScaleGate.WaitAsync(cancellationToken);
+        List<WorkerThread> starting = [];
+        List<WorkerThread> retiring = [];
         try
         {
-            var active = model.Workers.Where(w => w.Status is WorkerStatus.Loading or WorkerStatus.Ready).ToList();
-            if (active.Count < target)
-            {
-                var starting = new List<Task>();
-                for (var i = active.Count; i < target; i++) starting.Add(StartWorkerAsync(model, target, cancellationToken));
-                var all = Task.WhenAll(starting);
-                try
-                {
-                    await all;
-                }
-                catch when (all.Exception is { } errors && starting.Any(t => t.IsCompletedSuccessfully))
-                {
-                    LogPartialScale(_logger, model.Name, starting.Count(t => t.IsCompletedSuccessfully), starting.Count, errors.InnerExceptions[0].Message);
-                }
-            }
-            else if (active.Count > target)
-            {
-                // Retire the newest first, as TorchServe does; each finishes the batch in hand.
-                var retiring = active.OrderByDescending(w => w.StartTime).Take(active.Count - target).ToList();
-                await Task.WhenAll(retiring.Select(async w =>
-                {
-                    await w.StopAsync();
-                    model.Remove(w);
-                }));
-            }
+            var live = model.Workers.Where(w => w.IsLive).ToList();
+            for (var i = live.Count; i < target && model.State is not (ModelState.Draining or ModelState.Unloaded); i++)
+                starting.Add(NewWorker(model));
+            if (live.Count > target) retiring = [.. live.OrderByDescending(w => w.StartTime).ThenByDescending(w => w.Id).Take(live.Count - target)];
+            foreach (var w in retiring) _ = w.RetireAsync();
         }
         finally
         {
-            gate.Release();
+            model.ScaleGate.Release();
         }
+
+        var loads = starting.Select(w => StartAsync(model, w, cancellationToken)).ToList();
+        var loaded = (await Task.WhenAll(loads)).Count(ok => ok);
+        await Task.WhenAll(retiring.Select(async w =>
+        {
+            await w.Ended;
+            model.Remove(w);
+        }));
+        if (model.LiveWorkerCount == 0) FailWaiting(model);
+        return loaded;
     }
 
-    /// <summary>Stops every worker and fails whatever is still queued (the model is being unregistered or the server stops).</summary>
-    public async Task StopAllAsync(Model model)
+    /// <summary>
+    /// Unregister: no admission, queued jobs answered with TorchServe's error, running batches finish within
+    /// <paramref name="drainTimeout"/> (then their workers are abandoned), handlers disposed.
+    /// </summary>
+    public async Task DrainAsync(Model model, TimeSpan drainTimeout)
     {
-        model.Retired = true;
-        await ScaleAsync(model, 0, CancellationToken.None);
-        model.FailQueued($"Model {model.Name} version {model.Version} was unregistered before this request ran");
-        _scaleLocks.TryRemove(model, out _);
+        model.TryMove(ModelState.Draining, ModelState.Loading, ModelState.Ready, ModelState.Failed);
+        model.Aggregator.Close();
+        await model.Aggregating;
+        model.Aggregator.FailWaiting(503, $"Model \"{model.Name}\" version {model.Version} was unregistered before this request ran", "ServiceUnavailableException");
+        await model.ScaleGate.WaitAsync();
+        try
+        {
+            var workers = model.Workers;
+            var stopped = Task.WhenAll(workers.Select(w => w.RetireAsync()));
+            try
+            {
+                await stopped.WaitAsync(drainTimeout, time);
+            }
+            catch (TimeoutException)
+            {
+                foreach (var w in workers.Where(w => !w.Ended.IsCompleted)) w.Abandon($"still running {drainTimeout.TotalSeconds:0}s after unregister");
+            }
+            foreach (var w in workers) model.Remove(w);
+        }
+        finally
+        {
+            model.ScaleGate.Release();
+        }
+        lock (_gate) _models.Remove(model);
+        model.TryMove(ModelState.Draining, ModelState.Unloaded);
     }
 
-    private async Task StartWorkerAsync(Model model, int poolSize, CancellationToken cancellationToken)
+    private WorkerThread NewWorker(Model model)
     {
         var settings = model.Settings;
         var gpu = AssignGpu(model, settings);
-        var worker = new WorkerThread(model, gpu, metrics, loggers.CreateLogger($"ServeSharp.Model.{model.Name}"));
-        worker.TimedOut += w => _ = ReplaceAsync(model, w);
-        model.Add(worker);
+        int planned;
+        lock (_gate) planned = _models.Sum(m => m == model ? Math.Max(m.Settings.MinWorkers, 1) : m.Settings.MinWorkers);
+        var logger = loggers.CreateLogger($"ServeSharp.Model.{model.Name}");
         var context = HandlerContexts.For(model.Archive, new SystemProperties
         {
             BatchSize = settings.BatchSize,
             DeviceType = gpu is null ? "cpu" : "gpu",
             GpuId = gpu,
-            IntraOpThreads = model.Archive.Config.Handler.GetInt("intra_op_threads") ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, poolSize)),
+            IntraOpThreads = ThreadPlanner.IntraOpThreads(Environment.ProcessorCount, planned, model.Archive.Config.Handler.GetInt("intra_op_threads")),
             InterOpThreads = 1,
-        }, loggers.CreateLogger($"ServeSharp.Model.{model.Name}"), model.Name, model.Version);
+        }, logger, model.Name, model.Version);
+        var worker = new WorkerThread(model, model.Factory, context, metrics, time, logger) { Idle = model.Aggregator.WorkerIdle };
+        model.Add(worker);
+        return worker;
+    }
+
+    // Loads one worker; on failure leaves it listed as FAILED (describe shows why) and schedules its replacement.
+    private async Task<bool> StartAsync(Model model, WorkerThread worker, CancellationToken cancellationToken)
+    {
         try
         {
-            await worker.StartAsync(context, cancellationToken);
+            await worker.StartAsync(TimeSpan.FromSeconds(model.Settings.StartupTimeoutSeconds), cancellationToken);
+            model.ResetFailures();
+            model.TryMove(ModelState.Ready, ModelState.Loading, ModelState.Failed);
+            _ = SuperviseAsync(model, worker);
+            return true;
         }
-        catch
+        catch (Exception e) when (e is InternalServerException or OperationCanceledException)
         {
-            model.Remove(worker);
-            throw;
+            OnWorkerLost(model, worker);
+            return false;
         }
     }
+
+    // A loaded worker's life: when it ends without being retired (abandoned after a timeout), it is replaced.
+    private async Task SuperviseAsync(Model model, WorkerThread worker)
+    {
+        await worker.Ended;
+        if (worker.State == WorkerState.Failed) OnWorkerLost(model, worker);
+    }
+
+    private void OnWorkerLost(Model model, WorkerThread dead)
+    {
+        if (model.State is ModelState.Draining or ModelState.Unloaded) return;
+        var failures = model.RecordFailure();
+        if (model.LiveWorkerCount == 0)
+        {
+            model.TryMove(ModelState.Failed, ModelState.Loading, ModelState.Ready);
+            FailWaiting(model);
+        }
+        _ = ReplaceAsync(model, dead, BackOffAfter(failures));
+    }
+
+    // The dead worker stays listed (FAILED, with its reason) until its replacement is; the exception has a home: the log.
+    private async Task ReplaceAsync(Model model, WorkerThread dead, TimeSpan delay)
+    {
+        try
+        {
+            LogRetry(_logger, model.Name, dead.Id, delay.TotalSeconds, dead.FailureReason ?? "");
+            await Task.Delay(delay, time, model.Lifetime);
+            var wanted = model.Settings.MinWorkers;
+            if (model.LiveWorkerCount < wanted)
+            {
+                model.Remove(dead);
+                await ScaleAsync(model, wanted, model.Lifetime);
+            }
+            else
+            {
+                model.Remove(dead);
+            }
+        }
+        catch (OperationCanceledException) when (model.Lifetime.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            LogReplaceFailed(_logger, model.Name, e);
+        }
+    }
+
+    private void FailWaiting(Model model) =>
+        model.Aggregator.FailWaiting(503, $"Model \"{model.Name}\" has no worker to serve inference request. Please use scale workers API to add workers.", "ServiceUnavailableException");
 
     private int? AssignGpu(Model model, WorkerSettings settings)
     {
@@ -103,34 +196,23 @@ public sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics m
         return gpu;
     }
 
-    // A timed-out worker is gone; keep the pool at its size. The dead worker stays listed until its replacement
-    // is, so a request arriving in between queues for the new worker instead of seeing an empty pool.
-    // The exception has a home: the log.
-    private async Task ReplaceAsync(Model model, WorkerThread dead)
+    /// <summary>Where a worker really runs, for describe.</summary>
+    public static (bool Gpu, string Usage) Device(WorkerThread worker) => worker.GpuId switch
     {
-        try
-        {
-            if (!model.Retired) await ScaleAsync(model, model.Settings.MinWorkers, CancellationToken.None);
-        }
-        catch (Exception e)
-        {
-            LogReplaceFailed(_logger, model.Name, e);
-        }
-        finally
-        {
-            model.Remove(dead);
-        }
-    }
+        null => (false, "N/A"),
+        { } g when OrtSessionFactory.CudaBuilt => (true, $"gpu {g}"),
+        { } g => (false, $"assigned gpu {g}; CPU build, running on CPU"),
+    };
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model}: only {Started} of {Wanted} new workers loaded: {Error}")]
-    private static partial void LogPartialScale(ILogger logger, string model, int started, int wanted, string error);
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model}: worker {WorkerId} is out of service ({Reason}); retrying in {Seconds}s")]
+    private static partial void LogRetry(ILogger logger, string model, string workerId, double seconds, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} asks for deviceType gpu but number_of_gpu is 0 and no deviceIds are set; running on CPU")]
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Model {Model} asks for deviceType gpu but number_of_gpu is 0 and no deviceIds are set; running on CPU")]
     private static partial void LogNoGpu(ILogger logger, string model);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model}: worker assigned GPU {Gpu}, but this build has the CPU ONNX Runtime (build with -p:ServeSharpGpu=true for CUDA); running on CPU")]
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Model {Model}: worker assigned GPU {Gpu}, but this build has the CPU ONNX Runtime (build with -p:ServeSharpGpu=true for CUDA); running on CPU")]
     private static partial void LogCpuBuild(ILogger logger, string model, int gpu);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model}: could not replace a timed-out worker")]
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Error, Message = "Model {Model}: could not replace a worker")]
     private static partial void LogReplaceFailed(ILogger logger, string model, Exception error);
 }

@@ -5,7 +5,7 @@ namespace ServeSharp.Server.Wlm;
 /// <c>models</c> block, then the archive's model-config.yaml, then management-API parameters. Mutable only
 /// through the management API (scale), under the model's lock.
 /// </summary>
-public sealed record WorkerSettings
+internal sealed record WorkerSettings
 {
     public int MinWorkers { get; init; }
     public int MaxWorkers { get; init; }

@@ -1,211 +1,250 @@
-using System.Diagnostics;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Metrics;
 
 namespace ServeSharp.Server.Wlm;
 
-public enum WorkerStatus { Loading, Ready, Stopping, Stopped, Failed }
+internal enum WorkerState { Loading, Ready, Busy, Stopping, Stopped, Failed }
 
 /// <summary>
-/// One worker: its own handler instance, a loop that takes a batch from the model's queue (the first job,
-/// then up to maxBatchDelay for batchSize jobs — TorchServe's BatchAggregator), runs it, and answers each job.
-/// A batch that overruns responseTimeout is answered with an error and the worker retires, to be replaced.
+/// One worker: a dedicated, long-lived thread that owns one handler instance. It initialises the handler, then
+/// runs the batches the model's <see cref="BatchAggregator"/> hands it, one at a time, and tells the aggregator
+/// when it is free again. It never reads the queue itself.
+/// A batch that overruns responseTimeout is answered with an error at once and its token cancelled; a handler
+/// that honours the token brings the worker back into service, one that does not within the grace period gets
+/// the worker abandoned (its thread runs on; the pool replaces it).
 /// </summary>
-public sealed partial class WorkerThread
+internal sealed partial class WorkerThread
 {
     private static int _nextId = 9000;
 
     private readonly Model _model;
+    private readonly HandlerFactory _factory;
+    private readonly HandlerContext _context;
     private readonly ServerMetrics _metrics;
+    private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _stop = new();
-    private IModelHandler? _handler;
-    private Task _loop = Task.CompletedTask;
+    private readonly Channel<List<Job>> _inbox = Channel.CreateBounded<List<Job>>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Thread _thread;
+    private int _state = (int)WorkerState.Loading;
+    private int _abandoned;
+    private long _batchNumber;
 
-    public WorkerThread(Model model, int? gpuId, ServerMetrics metrics, ILogger logger)
+    public WorkerThread(Model model, HandlerFactory factory, HandlerContext context, ServerMetrics metrics, TimeProvider time, ILogger logger)
     {
         _model = model;
-        GpuId = gpuId;
+        _factory = factory;
+        _context = context;
         _metrics = metrics;
+        _time = time;
         _logger = logger;
         Id = Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        StartTime = time.GetUtcNow();
+        _thread = new Thread(Run) { IsBackground = true, Name = $"W-{Id}-{model.Name}" };
     }
 
     public string Id { get; }
-    public DateTimeOffset StartTime { get; } = DateTimeOffset.UtcNow;
-    public int? GpuId { get; }
-    public WorkerStatus Status { get; private set; } = WorkerStatus.Loading;
+    public DateTimeOffset StartTime { get; }
+    public int? GpuId => _context.SystemProperties.GpuId;
+    public int IntraOpThreads => _context.SystemProperties.IntraOpThreads;
+    public WorkerState State => (WorkerState)Volatile.Read(ref _state);
 
-    /// <summary>Raised when the worker retires because a batch timed out, so the pool can replace it.</summary>
-    public event Action<WorkerThread>? TimedOut;
+    /// <summary>Why the worker failed (initialisation error, a handler that would not stop), for describe.</summary>
+    public string? FailureReason { get; private set; }
 
-    /// <summary>The loop's task; completes when the worker has stopped.</summary>
-    public Task Completion => _loop;
+    /// <summary>Loading, serving or finishing its last batch: counts toward the pool.</summary>
+    public bool IsLive => State is WorkerState.Loading or WorkerState.Ready or WorkerState.Busy;
 
-    /// <summary>Creates and initialises the handler (within startupTimeout), then starts taking jobs.</summary>
-    public async Task StartAsync(HandlerContext context, CancellationToken cancellationToken)
+    /// <summary>Completes when the handler is initialised; faults when it failed or overran startupTimeout.</summary>
+    public Task Started => _started.Task;
+
+    /// <summary>Completes when the worker is out of service for good (stopped, failed, abandoned).</summary>
+    public Task Ended => _ended.Task;
+
+    /// <summary>Called on the worker's thread whenever it becomes free for a batch.</summary>
+    public Action<WorkerThread>? Idle { get; set; }
+
+    /// <summary>Starts the thread; the handler loads there (so its thread affinity, if any, holds for every batch).</summary>
+    public async Task StartAsync(TimeSpan startupTimeout, CancellationToken cancellationToken)
     {
-        var started = Stopwatch.GetTimestamp();
-        var settings = _model.Settings;
+        _thread.Start();
         try
         {
-            var init = Task.Run(() =>
-            {
-                var handler = _model.Factory.Create();
-                try
-                {
-                    handler.Initialize(context);
-                    return handler;
-                }
-                catch
-                {
-                    handler.Dispose();
-                    throw;
-                }
-            }, cancellationToken);
-            _handler = await init.WaitAsync(TimeSpan.FromSeconds(settings.StartupTimeoutSeconds), cancellationToken);
+            await Started.WaitAsync(startupTimeout, _time, cancellationToken);
         }
-        catch (Exception e)
+        catch (TimeoutException)
         {
-            Status = WorkerStatus.Failed;
-            LogLoadFailed(_logger, _model.Name, Id, e);
+            // The thread may still be inside Initialize: it disposes the handler itself when (if) that returns.
+            Abandon($"the handler did not initialise within startupTimeout ({startupTimeout.TotalSeconds:0}s)");
+            throw new InternalServerException($"Worker {Id} of model {_model.Name} did not load within {startupTimeout.TotalSeconds:0}s");
+        }
+        catch (OperationCanceledException)
+        {
+            Abandon("registration was cancelled while the worker loaded");
             throw;
         }
-
-        _metrics.WorkerLoaded($"W-{Id}-{_model.Name}_{_model.Version}", Stopwatch.GetElapsedTime(started));
-        Status = WorkerStatus.Ready;
-        _loop = Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
     }
 
-    /// <summary>Stops taking jobs; the batch in hand finishes. Jobs still queued stay for the other workers.</summary>
-    public Task StopAsync()
+    /// <summary>Hands the worker a batch; false when the worker is not free (stopping, failed, or busy).</summary>
+    public bool TryRun(List<Job> jobs)
     {
-        if (Status is WorkerStatus.Loading or WorkerStatus.Ready) Status = WorkerStatus.Stopping;
-        _stop.Cancel();
-        return _loop;
+        if (Interlocked.CompareExchange(ref _state, (int)WorkerState.Busy, (int)WorkerState.Ready) != (int)WorkerState.Ready) return false;
+        if (_inbox.Writer.TryWrite(jobs)) return true;
+        Interlocked.CompareExchange(ref _state, (int)WorkerState.Ready, (int)WorkerState.Busy);
+        return false;
     }
 
-    private async Task RunAsync(CancellationToken stop)
+    /// <summary>Stops after the batch in hand (scale-down, unregister). Completes <see cref="Ended"/> when done.</summary>
+    public Task RetireAsync()
     {
-        var reader = _model.Queue.Reader;
-        var batch = new List<Job>();
+        var s = State;
+        if (s is WorkerState.Ready or WorkerState.Busy or WorkerState.Loading)
+            Interlocked.CompareExchange(ref _state, (int)WorkerState.Stopping, (int)s);
+        _inbox.Writer.TryComplete();
+        return Ended;
+    }
+
+    /// <summary>
+    /// Gives up on the worker: it is reported failed and leaves the pool now; its thread finishes (and disposes the
+    /// handler) whenever the handler returns. An in-process handler cannot be killed, only left behind.
+    /// </summary>
+    public void Abandon(string reason)
+    {
+        if (Interlocked.Exchange(ref _abandoned, 1) == 1) return;
+        FailureReason = reason;
+        Volatile.Write(ref _state, (int)WorkerState.Failed);
+        _inbox.Writer.TryComplete();
+        LogAbandoned(_logger, _model.Name, Id, reason);
+        _ended.TrySetResult();
+    }
+
+    private void Run()
+    {
+        IModelHandler? handler = null;
         try
         {
-            while (!stop.IsCancellationRequested)
+            var loading = _time.GetTimestamp();
+            try
             {
-                batch.Clear();
-                Job first;
-                try
-                {
-                    first = await reader.ReadAsync(stop);
-                }
-                catch (OperationCanceledException)
-                {
-                    break;
-                }
-                catch (System.Threading.Channels.ChannelClosedException)
-                {
-                    break;
-                }
-                batch.Add(first);
-                await AggregateAsync(reader, batch, stop);
-                if (!await RunBatchAsync(batch)) return;
+                handler = _factory.Create();
+                handler.Initialize(_context);
+            }
+            catch (Exception e)
+            {
+                Fail($"initialisation failed: {e.Message}");
+                LogLoadFailed(_logger, _model.Name, Id, e);
+                _started.TrySetException(new InternalServerException($"Worker {Id} of model {_model.Name} failed to load: {e.Message}", e));
+                return;
+            }
+            if (Volatile.Read(ref _abandoned) == 1) return;
+            _metrics.WorkerLoaded($"W-{Id}-{_model.Name}_{_model.Version}", _time.GetElapsedTime(loading));
+            Interlocked.CompareExchange(ref _state, (int)WorkerState.Ready, (int)WorkerState.Loading);
+            _started.TrySetResult();
+
+            var reader = _inbox.Reader;
+            if (State == WorkerState.Ready) Idle?.Invoke(this);
+            // A blocking wait is right here: this thread exists only to run this worker's batches.
+            while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+            {
+                if (!reader.TryRead(out var jobs)) continue;
+                RunBatch(handler, jobs);
+                if (Volatile.Read(ref _abandoned) == 1) return;
+                if (Interlocked.CompareExchange(ref _state, (int)WorkerState.Ready, (int)WorkerState.Busy) == (int)WorkerState.Busy)
+                    Idle?.Invoke(this);
             }
         }
         finally
         {
-            if (Status != WorkerStatus.Failed)
-            {
-                Status = WorkerStatus.Stopped;
-                _handler?.Dispose();
-            }
+            handler?.Dispose();
+            if (State != WorkerState.Failed) Volatile.Write(ref _state, (int)WorkerState.Stopped);
+            _started.TrySetException(new InternalServerException($"Worker {Id} of model {_model.Name} stopped before it loaded"));
+            _ended.TrySetResult();
         }
     }
 
-    /// <summary>Fills the batch up to batchSize, waiting at most maxBatchDelay after the first job.</summary>
-    private async Task AggregateAsync(System.Threading.Channels.ChannelReader<Job> reader, List<Job> batch, CancellationToken stop)
+    private void Fail(string reason)
     {
-        var settings = _model.Settings;
-        if (settings.BatchSize <= 1) return;
-        var deadline = Stopwatch.GetTimestamp() + (long)(settings.MaxBatchDelayMs / 1000.0 * Stopwatch.Frequency);
-        while (batch.Count < settings.BatchSize)
-        {
-            if (reader.TryRead(out var job))
-            {
-                batch.Add(job);
-                continue;
-            }
-            var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
-            if (remaining <= TimeSpan.Zero) break;
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            wait.CancelAfter(remaining);
-            try
-            {
-                if (!await reader.WaitToReadAsync(wait.Token)) break;
-            }
-            catch (OperationCanceledException)
-            {
-                break;
-            }
-        }
+        FailureReason = reason;
+        Volatile.Write(ref _state, (int)WorkerState.Failed);
     }
 
-    /// <summary>Runs one batch; false when it timed out and this worker must retire.</summary>
-    private async Task<bool> RunBatchAsync(List<Job> batch)
+    private void RunBatch(IModelHandler handler, List<Job> jobs)
     {
         var settings = _model.Settings;
-        var dequeued = Stopwatch.GetTimestamp();
-        var requests = new InferenceRequest[batch.Count];
-        for (var i = 0; i < batch.Count; i++) requests[i] = batch[i].Request;
-
-        var handler = _handler!;
-        // The handler computes for tens of milliseconds: on a thread of its own (as each TorchServe worker is a
-        // process of its own), so busy workers never hold the thread pool that Kestrel's I/O runs on.
-        var run = Task.Factory.StartNew(() => handler.HandleAsync(requests, CancellationToken.None), CancellationToken.None,
-            TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        var timeout = TimeSpan.FromSeconds(settings.ResponseTimeoutSeconds);
+        var number = Interlocked.Increment(ref _batchNumber);
+        var dispatched = _time.GetTimestamp();
+        using var batch = new Batch(jobs, timeout, _time);
+        using var onTimeout = batch.TimeoutToken.UnsafeRegister(_ => TimedOut(jobs, settings.ResponseTimeoutSeconds, number), null);
+        var requests = new InferenceRequest[jobs.Count];
+        for (var i = 0; i < jobs.Count; i++) requests[i] = jobs[i].Request;
         try
         {
-            var outputs = await run.WaitAsync(TimeSpan.FromSeconds(settings.ResponseTimeoutSeconds));
-            var handlerTime = Stopwatch.GetElapsedTime(dequeued);
-            if (outputs.Count != batch.Count)
-                throw new InvalidOperationException($"handler returned {outputs.Count} responses for a batch of {batch.Count}");
-
-            var answered = Stopwatch.GetTimestamp();
-            for (var i = 0; i < batch.Count; i++)
+            var outputs = handler.HandleAsync(requests, batch.Token).GetAwaiter().GetResult();
+            var handlerTime = _time.GetElapsedTime(dispatched);
+            if (outputs.Count != jobs.Count)
+                throw new InvalidOperationException($"the handler returned {outputs.Count} responses for a batch of {jobs.Count}");
+            var answered = _time.GetTimestamp();
+            for (var i = 0; i < jobs.Count; i++)
             {
-                var job = batch[i];
-                job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response));
-                _metrics.InferenceCompleted(_model.Name, _model.Version, Stopwatch.GetElapsedTime(job.EnqueuedAt), Stopwatch.GetElapsedTime(job.EnqueuedAt, dequeued));
+                var job = jobs[i];
+                if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)))
+                    _metrics.InferenceCompleted(_model.Name, _model.Version, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
             }
-            _metrics.BatchHandled(_model.Name, handlerTime, Stopwatch.GetElapsedTime(answered));
-            return true;
+            _metrics.BatchHandled(_model.Name, handlerTime, _time.GetElapsedTime(answered));
         }
-        catch (TimeoutException)
+        catch (OperationCanceledException) when (batch.Token.IsCancellationRequested)
         {
-            Status = WorkerStatus.Failed;
-            foreach (var job in batch)
-                job.TryFail(500, $"Prediction timed out: model {_model.Name} did not answer within {settings.ResponseTimeoutSeconds}s; the worker was replaced", "InternalServerException");
-            LogTimedOut(_logger, _model.Name, Id, settings.ResponseTimeoutSeconds);
-            // The handler may still be running: dispose it when (if) it returns, not under its feet.
-            _ = run.ContinueWith(_ => handler.Dispose(), TaskScheduler.Default);
-            TimedOut?.Invoke(this);
-            return false;
+            // Timed out (the jobs were answered by TimedOut) or every client left: nobody waits for this batch.
+            LogCancelled(_logger, _model.Name, Id, jobs.Count, batch.TimedOut ? "responseTimeout" : "every client disconnected");
         }
         catch (Exception e)
         {
             LogBatchFailed(_logger, _model.Name, Id, e);
-            foreach (var job in batch) job.TryFail(503, $"Prediction failed: {e.Message}", "InternalServerException");
-            return true;
+            foreach (var job in jobs) job.TryFail(503, $"Prediction failed: {e.Message}", "InternalServerException");
+        }
+        finally
+        {
+            // A late answer after a timeout is dropped by TryComplete; mark this batch over for the watchdog.
+            Interlocked.Increment(ref _batchNumber);
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model} failed to load")]
+    // Runs on a timer thread when responseTimeout passes: answer now, then give the handler a grace period to
+    // honour its token before the worker is abandoned.
+    private void TimedOut(List<Job> jobs, int seconds, long number)
+    {
+        foreach (var job in jobs)
+            job.TryFail(500, $"Prediction timed out: model {_model.Name} did not answer within {seconds}s (responseTimeout); the batch was cancelled", "InternalServerException");
+        LogTimedOut(_logger, _model.Name, Id, seconds);
+        ITimer? watchdog = null;
+        watchdog = _time.CreateTimer(_ =>
+        {
+            watchdog?.Dispose();
+            if (Interlocked.Read(ref _batchNumber) == number)
+                Abandon($"the handler ignored cancellation for {CancellationGrace.TotalSeconds:0}s after responseTimeout");
+        }, null, CancellationGrace, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>How long a cancelled handler has to return before its worker is given up on.</summary>
+    public static TimeSpan CancellationGrace { get; } = TimeSpan.FromSeconds(5);
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model} failed to load")]
     private static partial void LogLoadFailed(ILogger logger, string model, string workerId, Exception error);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model} timed out after {Seconds}s; replacing it")]
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model}: batch overran responseTimeout {Seconds}s; cancelling it")]
     private static partial void LogTimedOut(ILogger logger, string model, string workerId, int seconds);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model}: the handler failed a whole batch")]
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model}: the handler failed a whole batch")]
     private static partial void LogBatchFailed(ILogger logger, string model, string workerId, Exception error);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "Worker {WorkerId} of model {Model}: batch of {Size} cancelled ({Reason}); back in service")]
+    private static partial void LogCancelled(ILogger logger, string model, string workerId, int size, string reason);
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model} abandoned: {Reason}")]
+    private static partial void LogAbandoned(ILogger logger, string model, string workerId, string reason);
 }

@@ -4,34 +4,22 @@ using ServeSharp.Tests.Support;
 
 namespace ServeSharp.Tests.Server;
 
-/// <summary>Batching, the bounded queue, response timeouts, failures that stay local, and metrics — on one real server.</summary>
+/// <summary>The bounded queue, failures that stay local, errors, metrics, downloads — on a server hosted in-process.</summary>
 [Collection("server")]
 public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifetime
 {
-    private ServerProcess _server = null!;
+    private InProcessServer _server = null!;
 
     public async Task InitializeAsync()
     {
-        _server = ServerProcess.Start(store.NewWorkDir(), store.Store,
-            ["--models", "probe=probe.mar", "batcher=batcher.mar", "linear=linear.mar", "--ncs", "--disable-token-auth", "--enable-model-api"],
+        _server = await InProcessServer.StartAsync(store.Store, ["probe=probe.mar", "batcher=batcher.mar", "linear=linear.mar"],
             "job_queue_size=3\nmax_request_size=10000\nallowed_urls=http://127\\\\.0\\\\.0\\\\.1:\\\\d+/.*\\\\.mar");
-        await _server.WaitHealthyAsync();
+        await _server.WaitReadyAsync("probe");
+        await _server.WaitReadyAsync("batcher");
+        await _server.WaitReadyAsync("linear");
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
-
-    [Fact]
-    public async Task Four_concurrent_requests_become_one_handler_call_with_batch_size_four()
-    {
-        using var inference = _server.Inference;
-        var responses = await Task.WhenAll(Enumerable.Range(0, 4).Select(i => inference.PostAsync("/predictions/batcher", new StringContent($"r{i}"))));
-        var bodies = await Task.WhenAll(responses.Select(r => r.Content.ReadAsStringAsync()));
-        var docs = bodies.Select(b => JsonDocument.Parse(b).RootElement).ToArray();
-        Assert.All(docs, d => Assert.Equal(4, d.GetProperty("batch").GetInt32()));
-        Assert.Single(docs.Select(d => d.GetProperty("call").GetInt32()).Distinct());
-        // Each request got its own answer back, in its own response.
-        Assert.Equal(["r0", "r1", "r2", "r3"], docs.Select(d => d.GetProperty("body").GetString()).Order());
-    }
 
     [Fact]
     public async Task A_burst_beyond_the_queue_gets_503_with_retry_after_and_nothing_is_lost()
@@ -49,27 +37,6 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
         Assert.Equal(503, error.GetProperty("code").GetInt32());
         Assert.Equal("ServiceUnavailableException", error.GetProperty("type").GetString());
         Assert.Contains("job queue is full", error.GetProperty("message").GetString());
-    }
-
-    [Fact]
-    public async Task A_batch_over_response_timeout_gets_an_error_and_the_worker_is_replaced()
-    {
-        using var management = _server.Management;
-        var registered = await management.PostAsync("/models?url=probe.mar&model_name=timeouts&initial_workers=1&synchronous=true&response_timeout=1", null);
-        Assert.Equal(HttpStatusCode.OK, registered.StatusCode);
-        var before = (await ServerLifecycleTests.DescribeAsync(management, "/models/timeouts")).GetProperty("workers")[0].GetProperty("id").GetString();
-
-        using var inference = _server.Inference;
-        var slow = await inference.PostAsync("/predictions/timeouts?sleep_ms=4000", new StringContent("slow"));
-        Assert.Equal(HttpStatusCode.InternalServerError, slow.StatusCode);
-        Assert.Contains("did not answer within 1s", await slow.Content.ReadAsStringAsync());
-
-        var next = await inference.PostAsync("/predictions/timeouts", new StringContent("fast"));
-        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
-        var workers = (await ServerLifecycleTests.DescribeAsync(management, "/models/timeouts")).GetProperty("workers");
-        Assert.Equal(1, workers.GetArrayLength());
-        Assert.NotEqual(before, workers[0].GetProperty("id").GetString());
-        Assert.Equal(HttpStatusCode.OK, (await management.DeleteAsync("/models/timeouts")).StatusCode);
     }
 
     [Fact]

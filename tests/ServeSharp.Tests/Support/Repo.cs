@@ -51,6 +51,8 @@ internal static class Repo
 
     private static string FindRoot()
     {
+        // A build placed outside the checkout (-p:OutDir=...) says where the checkout is.
+        if (Environment.GetEnvironmentVariable("SERVESHARP_REPO") is { Length: > 0 } root) return root;
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "ServeSharp.sln"))) return dir.FullName;

@@ -1,0 +1,53 @@
+using ServeSharp.Server.Metrics;
+using ServeSharp.Server.Wlm;
+
+namespace ServeSharp.Server.Http;
+
+/// <summary>
+/// The one place errors become HTTP: domain exceptions from the model manager and the job path, Kestrel's
+/// body-size refusals, and the routing's own 404/405, all written as TorchServe's <c>{code, type, message}</c>.
+/// </summary>
+internal static class EdgeErrors
+{
+    public static int StatusOf(ServeSharpException e) => e switch
+    {
+        ModelNotFoundException => 404,
+        BadRequestException => 400,
+        ConflictStatusException => 409,
+        ServiceUnavailableException => 503,
+        MethodNotAllowedException => 405,
+        RequestEntityTooLargeException => 413,
+        _ => 500,
+    };
+
+    /// <summary>The outermost middleware: maps what the endpoints throw, then counts the answer (TorchServe's Requests2XX/4XX/5XX).</summary>
+    public static Func<HttpContext, RequestDelegate, Task> Handle(ServerMetrics metrics) => async (http, next) =>
+    {
+        try
+        {
+            await next(http);
+        }
+        catch (ServeSharpException e)
+        {
+            if (e is ServiceUnavailableException { RetrySoon: true } && !http.Response.HasStarted) http.Response.Headers.RetryAfter = "1";
+            await Respond.Error(http, StatusOf(e), e.Message, e.TypeName);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            await Respond.Error(http, 413, "Request body exceeds max_request_size", "RequestEntityTooLargeException");
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            // The client is gone; there is nobody to answer.
+        }
+
+        if (!http.Response.HasStarted && http.Response.ContentLength is null && http.Response.ContentType is null)
+        {
+            var status = http.Response.StatusCode;
+            var path = http.Items[ApiPipeline.OriginalPathKey] as string ?? http.Request.Path.Value;
+            if (status == 404) await Respond.Error(http, 404, $"Requested resource is not found, please refer to API document: {http.Request.Method} {path}", "ResourceNotFoundException");
+            else if (status == 405) await Respond.Error(http, 405, $"Requested method is not allowed, please refer to API document: {http.Request.Method} {path}", "MethodNotAllowedException");
+        }
+        if (http.GetEndpoint()?.Metadata.GetMetadata<ApiTag>() is not { Api: Api.Metrics }) metrics.RequestCompleted(http.Response.StatusCode);
+    };
+}

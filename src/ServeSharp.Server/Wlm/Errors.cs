@@ -1,0 +1,48 @@
+namespace ServeSharp.Server.Wlm;
+
+/// <summary>
+/// The errors the model manager, the work-load manager and the job path raise. Each is named after the exception
+/// TorchServe reports in its error JSON's <c>type</c>, so the edge (HTTP today, other protocols later) maps the
+/// class to its own status once, and lower layers never speak HTTP.
+/// </summary>
+internal abstract class ServeSharpException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>The name TorchServe's clients read in <c>type</c>.</summary>
+    public virtual string TypeName => GetType().Name;
+}
+
+/// <summary>No such model, version or archive.</summary>
+internal sealed class ModelNotFoundException(string message) : ServeSharpException(message)
+{
+    public static ModelNotFoundException For(string name, string? version = null) =>
+        new(version is null ? $"Model not found: {name}" : $"Model version {version} not found for model {name}");
+}
+
+/// <summary>A request the server refuses as malformed or invalid (TorchServe's BadRequestException and kin).</summary>
+internal sealed class BadRequestException(string message, string typeName = "BadRequestException", Exception? inner = null)
+    : ServeSharpException(message, inner)
+{
+    public override string TypeName => typeName;
+}
+
+/// <summary>A registration that collides with what is already there (a version, an archive file).</summary>
+internal sealed class ConflictStatusException(string message, string typeName = "ConflictStatusException") : ServeSharpException(message)
+{
+    public override string TypeName => typeName;
+}
+
+/// <summary>The model cannot take the job now: no worker, a full queue, or it is being unregistered.</summary>
+internal sealed class ServiceUnavailableException(string message, bool retrySoon = false) : ServeSharpException(message)
+{
+    /// <summary>True when the client should simply retry (a full queue): the edge adds Retry-After.</summary>
+    public bool RetrySoon { get; } = retrySoon;
+}
+
+/// <summary>The server failed to do what was asked (workers that will not start).</summary>
+internal sealed class InternalServerException(string message, Exception? inner = null) : ServeSharpException(message, inner);
+
+/// <summary>An operation the configuration does not allow (the model API when it is off).</summary>
+internal sealed class MethodNotAllowedException(string message) : ServeSharpException(message);
+
+/// <summary>A body over max_request_size.</summary>
+internal sealed class RequestEntityTooLargeException(string message) : ServeSharpException(message);

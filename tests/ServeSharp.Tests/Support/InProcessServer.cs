@@ -1,0 +1,89 @@
+using System.Net.Http.Headers;
+using Microsoft.Extensions.Logging;
+using ServeSharp.Sdk;
+using ServeSharp.Server;
+using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Http;
+using ServeSharp.Server.Wlm;
+
+namespace ServeSharp.Tests.Support;
+
+/// <summary>
+/// The server hosted in the test process: the real host (Kestrel on loopback port 0, the real APIs, model manager,
+/// aggregators and worker threads), with an optional fake clock for batching and timeouts and extra built-in
+/// handlers written in the tests.
+/// </summary>
+internal sealed class InProcessServer : IAsyncDisposable
+{
+    private readonly TempDir _dir = new();
+    private ServerHost _host = null!;
+
+    public static readonly ILoggerFactory Loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Warning));
+
+    public string Directory => _dir.Path;
+    public Uri InferenceUrl { get; private set; } = null!;
+    public Uri ManagementUrl { get; private set; } = null!;
+    public Uri MetricsUrl { get; private set; } = null!;
+    internal ServerHost Host => _host;
+
+    public HttpClient Inference => Client(InferenceUrl);
+    public HttpClient Management => Client(ManagementUrl);
+    public HttpClient Metrics => Client(MetricsUrl);
+
+    /// <summary>
+    /// Starts a server on free loopback ports. <paramref name="properties"/> are config.properties lines
+    /// (addresses default to 127.0.0.1:0; the same address given twice makes one shared listener).
+    /// </summary>
+    public static async Task<InProcessServer> StartAsync(string modelStore, string[]? models = null, string properties = "",
+        TimeProvider? time = null, IReadOnlyDictionary<string, Func<IModelHandler>>? handlers = null)
+    {
+        var server = new InProcessServer();
+        var values = PropertiesFile.Parse($"""
+            inference_address=http://127.0.0.1:0
+            management_address=http://127.0.0.1:0
+            metrics_address=http://127.0.0.1:0
+            disable_token_authorization=true
+            enable_model_api=true
+            model_store={modelStore}
+            {properties}
+            """);
+        var options = new StartOptions
+        {
+            Config = ServerConfig.From(values),
+            Models = models ?? [],
+            NoConfigSnapshot = true,
+            LogDirectory = Path.Combine(server.Directory, "logs"),
+        };
+        server._host = await ServerHost.StartAsync(options, Loggers, CancellationToken.None, time, handlers);
+        server.InferenceUrl = server._host.AddressOf(Api.Inference);
+        server.ManagementUrl = server._host.AddressOf(Api.Management);
+        server.MetricsUrl = server._host.AddressOf(Api.Metrics);
+        return server;
+    }
+
+    /// <summary>Polls until the model's workers are READY (real time, bounded: a safety net, not an assertion on speed).</summary>
+    public async Task WaitReadyAsync(string model, int workers = 1)
+    {
+        using var management = Management;
+        for (var i = 0; i < 600; i++)
+        {
+            var response = await management.GetAsync($"/models/{model}");
+            if (response.IsSuccessStatusCode)
+            {
+                var described = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement[0];
+                if (described.GetProperty("workers").EnumerateArray().Count(w => w.GetProperty("status").GetString() == "READY") >= workers) return;
+            }
+            await Task.Delay(50);
+        }
+        Assert.Fail($"model {model} did not get {workers} READY workers");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.StopAsync();
+        await _host.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    private static HttpClient Client(Uri url) => new() { BaseAddress = url, Timeout = TimeSpan.FromSeconds(120), DefaultRequestHeaders = { Accept = { new MediaTypeWithQualityHeaderValue("*/*") } } };
+}
