@@ -86,8 +86,9 @@ using var loggers = LoggerFactory.Create(b => b
         o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
     }));
 var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+using var stopping = new CancellationTokenSource(); // a signal during start-up cancels the start
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
 
 Daemon.WritePid();
 try
@@ -98,9 +99,13 @@ try
         Models = cli.Models,
         NoConfigSnapshot = cli.NoConfigSnapshot,
         LogDirectory = logDirectory,
-    }, loggers, CancellationToken.None);
+    }, loggers, stopping.Token);
     await stop.Task;
     await host.StopAsync();
+    return 0;
+}
+catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+{
     return 0;
 }
 catch (Exception e) when (e is IOException or FormatException or InvalidOperationException)
