@@ -25,8 +25,9 @@ internal sealed partial class BatchAggregator
     {
         _model = model;
         Capacity = capacity;
-        // Bounded and written with TryWrite: a full queue answers 503 at once instead of holding the client.
-        _queue = Channel.CreateBounded<Job>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
+        // Bounded and written with TryWrite: a full queue answers 503 at once instead of holding the client. A job whose
+        // client left keeps its slot until the loop reads past it. Not single-reader: FailWaiting drains it too.
+        _queue = Channel.CreateBounded<Job>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.Wait });
         _metrics = metrics;
         _time = time;
         _logger = logger;

@@ -126,10 +126,10 @@ internal sealed class Model : IDisposable
         lock (_gate) _workers.Remove(worker);
     }
 
+    // The lifetime token and the scale gate stay usable after disposal (late describe calls, a replacement that lost
+    // the race with unregister); neither holds a native resource.
     public void Dispose()
     {
-        _lifetime.Dispose();
-        ScaleGate.Dispose();
         Factory.Dispose();
         Archive.Dispose();
     }

@@ -5,23 +5,17 @@ namespace ServeSharp.Tests.Segmentation;
 /// <summary>
 /// DeepLab models for parity: exported by tools/ after a short seeded fit (a random DeepLab is too chaotic for parity
 /// to mean anything), their torch weights kept for the reference script; and real photographs as PNG and JPEG.
-/// Made once per test run.
+/// Made once and cached by the generators' content (<see cref="FixtureCache"/>); a failed generation is reported to the
+/// test that asked and tried again by the next.
 /// </summary>
 public sealed class ParityModels
 {
-    private static readonly string Folder = Directory.CreateDirectory(Path.Combine(TestModels.Folder, "parity")).FullName;
-    private readonly Lazy<(string Onnx, string State)> _plus = new(() => Make("deeplabv3plus_mobilenet_v3_large"));
-    private readonly Lazy<(string Onnx, string State)> _mobilenet = new(() => Make("deeplabv3_mobilenet_v3_large"));
-    private readonly Lazy<string> _photos = new(() =>
-    {
-        var dir = Path.Combine(Folder, "photos");
-        Repo.RunPython("parity/photographs.py", dir);
-        return dir;
-    });
+    private static readonly string[] Exporter = ["models/export_segmentation.py", "models/fit.py", "models/segmentation_models.py"];
+    private static readonly string Scratch = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "servesharp-tests", "parity-" + Environment.ProcessId)).FullName;
 
-    public (string Onnx, string State) DeepLabV3Plus => _plus.Value;
-    public (string Onnx, string State) DeepLabV3MobileNet => _mobilenet.Value;
-    public string Photos => _photos.Value;
+    public (string Onnx, string State) DeepLabV3Plus => Make("deeplabv3plus_mobilenet_v3_large");
+    public (string Onnx, string State) DeepLabV3MobileNet => Make("deeplabv3_mobilenet_v3_large");
+    public string Photos => FixtureCache.Folder("photos", ["parity/photographs.py"], [], dir => Repo.RunPython("parity/photographs.py", dir));
 
     public string Photo(string name) => Path.Combine(Photos, name);
 
@@ -29,16 +23,16 @@ public sealed class ParityModels
 
     private static (string, string) Make(string arch)
     {
-        var onnx = Path.Combine(Folder, arch + ".onnx");
-        var state = Path.Combine(Folder, arch + ".pt");
-        Repo.RunPython("models/export_segmentation.py", "--arch", arch, "--num-classes", "6", "--fit-steps", "150", "--seed", "0", "--out", onnx, "--save-state", state);
-        return (onnx, state);
+        string[] args = ["--arch", arch, "--num-classes", "6", "--fit-steps", "150", "--seed", "0"];
+        var folder = FixtureCache.Folder(arch, Exporter, args, dir =>
+            Repo.RunPython("models/export_segmentation.py", [.. args, "--out", Path.Combine(dir, "model.onnx"), "--save-state", Path.Combine(dir, "model.pt")]));
+        return (Path.Combine(folder, "model.onnx"), Path.Combine(folder, "model.pt"));
     }
 
     /// <summary>Runs tools/parity/reference.py and reads back (classes, probs, width, height) per image stem.</summary>
     public Dictionary<string, (byte[] Classes, float[] Probs, int Width, int Height)> Reference(string state, string[] images, params string[] options)
     {
-        var outDir = Path.Combine(Folder, "ref-" + Guid.NewGuid().ToString("N")[..8]);
+        var outDir = Path.Combine(Scratch, "ref-" + Guid.NewGuid().ToString("N")[..8]);
         Repo.RunPython("parity/reference.py", ["--state", state, "--out", outDir, .. options, .. images.Select(Photo)]);
         var result = new Dictionary<string, (byte[], float[], int, int)>();
         foreach (var image in images)
