@@ -6,11 +6,13 @@ using ServeSharp.Archive;
 using ServeSharp.Bench;
 
 // tools/bench: one command, both servers, the same weights, alternating scenarios, one markdown table.
-//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak]
-// (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it)
+//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching]
+// (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it; SERVESHARP_BENCH_SERVER=DLL
+//  measures another build of the server)
 var quick = args.Contains("--quick");
 var noPeer = args.Contains("--no-peer");
-var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? ["mobilenet", "resnet", "slide", "peak"];
+string[] all = ["mobilenet", "resnet", "slide", "batching", "peak"];
+var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? all;
 var root = FindRoot();
 var work = Directory.CreateDirectory(Path.Combine(root, "bench", "out")).FullName;
 var store = Directory.CreateDirectory(Path.Combine(work, "model-store")).FullName;
@@ -75,6 +77,24 @@ if (only.Contains("resnet"))
     await Scenario(title, 8, n * 2, [ours1, oursW], [peer1, peerW, peerD]);
 }
 
+// One aggregator per model: with 2 workers, batchSize 8 and maxBatchDelay 10 ms, how full are the batches it forms?
+if (only.Contains("batching"))
+{
+    Archive("mnv3b2", mobilenet.Onnx, "minWorkers: 2\nmaxWorkers: 2\nbatchSize: 8\nmaxBatchDelay: 10\n", "  mode: torchserve\n");
+    var batching = Ours("2 workers × 1 thread, batching 8 / 10 ms", "mnv3b2", "/predictions/mnv3b2");
+    const string title = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON, 2 workers batching 8 / 10 ms";
+    foreach (var clients in new[] { 8, 16 })
+    {
+        using var server = await batching.Start();
+        await Warm(server, batching.Path, images, 40);
+        var before = await server.BatchSizesAsync();
+        var r = await LoadGenerator.RunAsync(server.Http, batching.Path, images, clients, quick ? 48 : 160, server.Pid);
+        var after = await server.BatchSizesAsync();
+        rows.Add(Row(title, clients, batching.Label, r, null));
+        Say($"{title} c={clients}: {r.Throughput:F2} req/s, p99 {r.P99:F0} ms; batch sizes {Distribution(before, after)}");
+    }
+}
+
 if (only.Contains("slide"))
 {
     Archive("slide", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 600\n", "  mode: original\n");
@@ -123,6 +143,16 @@ async Task<LoadResult> Measure(Contender who, int clients, int total, int warm)
     using var server = await who.Start();
     await Warm(server, who.Path, images, warm);
     return await LoadGenerator.RunAsync(server.Http, who.Path, images, clients, total, server.Pid);
+}
+
+// "size×batches, …, mean m" over the measured window, or n/a when the server does not report batch sizes.
+static string Distribution(SortedDictionary<int, long>? before, SortedDictionary<int, long>? after)
+{
+    if (before is null || after is null) return "n/a (the server reports no ts_batch_size)";
+    var sizes = after.Select(kv => (Size: kv.Key, Count: kv.Value - before.GetValueOrDefault(kv.Key))).Where(s => s.Count > 0).ToList();
+    long batches = sizes.Sum(s => s.Count), requests = sizes.Sum(s => (long)s.Size * s.Count);
+    var parts = string.Join(", ", sizes.Select(s => string.Create(CultureInfo.InvariantCulture, $"{(s.Size == int.MaxValue ? ">64" : s.Size.ToString(CultureInfo.InvariantCulture))}×{s.Count}")));
+    return string.Create(CultureInfo.InvariantCulture, $"{parts} (size×batches; {batches} batches, mean {(batches == 0 ? 0 : (double)requests / batches):F2})");
 }
 
 string Row(string scenario, int clients, string server, LoadResult r, LoadResult? peer) =>
@@ -204,7 +234,7 @@ void WriteResults()
     foreach (var row in rows) md.AppendLine(row);
     md.AppendLine();
     foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)) md.AppendLine($"- {line}");
-    var path = Path.Combine(root, "bench", only.Length == 4 ? "RESULTS.md" : "RESULTS-partial.md");
+    var path = Path.Combine(root, "bench", all.All(only.Contains) ? "RESULTS.md" : "RESULTS-partial.md");
     File.WriteAllText(path, md.ToString());
     Console.WriteLine($"wrote {path}");
 }

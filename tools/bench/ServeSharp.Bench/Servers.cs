@@ -9,11 +9,44 @@ public sealed class BenchServer : IDisposable
 {
     private readonly Process _process;
 
-    private BenchServer(string name, Process process, int port)
+    private BenchServer(string name, Process process, int port, int? metricsPort = null)
     {
         Name = name;
         _process = process;
         Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(10) };
+        MetricsPort = metricsPort;
+    }
+
+    /// <summary>The server's metrics API port (ServeSharp only).</summary>
+    public int? MetricsPort { get; }
+
+    /// <summary>
+    /// Batches formed so far, by size, from the <c>ts_batch_size</c> histogram; null when the server has no such
+    /// metric (an older build, or the peer).
+    /// </summary>
+    public async Task<SortedDictionary<int, long>?> BatchSizesAsync()
+    {
+        if (MetricsPort is not { } port) return null;
+        using var client = new HttpClient();
+        var text = await client.GetStringAsync($"http://127.0.0.1:{port}/metrics?name[]=ts_batch_size");
+        var cumulative = new SortedDictionary<double, long>();
+        foreach (var line in text.Split('\n'))
+        {
+            if (!line.StartsWith("ts_batch_size_bucket{", StringComparison.Ordinal)) continue;
+            var le = line[(line.IndexOf("le=\"", StringComparison.Ordinal) + 4)..];
+            le = le[..le.IndexOf('"')];
+            var bound = le == "+Inf" ? double.PositiveInfinity : double.Parse(le, System.Globalization.CultureInfo.InvariantCulture);
+            cumulative[bound] = cumulative.GetValueOrDefault(bound) + (long)double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        if (cumulative.Count == 0) return null;
+        var sizes = new SortedDictionary<int, long>();
+        long previous = 0;
+        foreach (var (bound, count) in cumulative)
+        {
+            if (count > previous) sizes[double.IsInfinity(bound) ? int.MaxValue : (int)bound] = count - previous;
+            previous = count;
+        }
+        return sizes;
     }
 
     public string Name { get; }
@@ -24,17 +57,18 @@ public sealed class BenchServer : IDisposable
     public static async Task<BenchServer> StartServeSharpAsync(string dir, string modelStore, string[] models)
     {
         var port = FreePort();
+        var metricsPort = FreePort();
         File.WriteAllText(Path.Combine(dir, "config.properties"), $"""
             inference_address=http://127.0.0.1:{port}
             management_address=http://127.0.0.1:{FreePort()}
-            metrics_address=http://127.0.0.1:{FreePort()}
+            metrics_address=http://127.0.0.1:{metricsPort}
             model_store={modelStore}
             max_request_size=67108864
             max_response_size=67108864
             job_queue_size=256
             """);
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])[Path.Combine(AppContext.BaseDirectory, "servesharp.dll"), "--start", "--foreground", "--ncs", "--disable-token-auth", "--ts-config", "config.properties", "--models", .. models])
+        foreach (var a in (string[])[ServerDll, "--start", "--foreground", "--ncs", "--disable-token-auth", "--ts-config", "config.properties", "--models", .. models])
             info.ArgumentList.Add(a);
         info.Environment["SERVESHARP_PID_FILE"] = Path.Combine(dir, "servesharp.pid");
         var process = Process.Start(info)!;
@@ -42,10 +76,13 @@ public sealed class BenchServer : IDisposable
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new BenchServer("ServeSharp", process, port);
+        var server = new BenchServer("ServeSharp", process, port, metricsPort);
         await server.WaitHealthyAsync();
         return server;
     }
+
+    /// <summary>The server the bench measures: its own build, or another one (SERVESHARP_BENCH_SERVER=path/servesharp.dll) for before/after comparisons.</summary>
+    public static string ServerDll => Environment.GetEnvironmentVariable("SERVESHARP_BENCH_SERVER") is { Length: > 0 } other ? other : Path.Combine(AppContext.BaseDirectory, "servesharp.dll");
 
     /// <summary>tools/bench/peer.py: TorchServe's image_segmenter path in Python.</summary>
     public static async Task<BenchServer> StartPeerAsync(string root, string state, int workers, int threads)
