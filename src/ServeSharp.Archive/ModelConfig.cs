@@ -1,3 +1,5 @@
+using ServeSharp.Contracts;
+
 namespace ServeSharp.Archive;
 
 /// <summary>

@@ -1,5 +1,7 @@
 using YamlDotNet.RepresentationModel;
 
+using ServeSharp.Contracts;
+
 namespace ServeSharp.Archive;
 
 /// <summary>Reads <c>model-config.yaml</c> with YamlDotNet's representation model (no reflection-based binding).</summary>

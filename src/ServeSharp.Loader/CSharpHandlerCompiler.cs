@@ -62,7 +62,7 @@ internal static class CSharpHandlerCompiler
             foreach (var path in tpa.Split(Path.PathSeparator)) paths.Add(path);
         }
         paths.Add(typeof(Sdk.IModelHandler).Assembly.Location);
-        paths.Add(typeof(Archive.Manifest).Assembly.Location);
+        paths.Add(typeof(Contracts.ConfigSection).Assembly.Location);
         var references = new List<MetadataReference>(paths.Count);
         foreach (var path in paths)
         {

@@ -7,7 +7,7 @@ namespace ServeSharp.Loader;
 /// Makes handler instances for one model (one per worker). For handlers loaded from the archive it owns the
 /// collectible load context; disposing the factory unloads it once the last handler is gone.
 /// </summary>
-public sealed class HandlerFactory : IDisposable
+internal sealed class HandlerFactory : IDisposable
 {
     private readonly Func<IModelHandler> _create;
     private AssemblyLoadContext? _loadContext;

@@ -9,7 +9,7 @@ namespace ServeSharp.Loader;
 /// a built-in name; <c>file.cs[:Namespace.Class]</c> compiled with Roslyn; <c>file.dll[:Namespace.Class]</c>
 /// in its own collectible load context. Python handlers are refused with the alternative named.
 /// </summary>
-public sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHandler>> builtIns)
+internal sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHandler>> builtIns)
 {
     /// <summary>Resolves the archive's handler, or <paramref name="handlerOverride"/> (the management API's <c>handler</c> parameter).</summary>
     public HandlerFactory Resolve(ModelArchive archive, string? handlerOverride = null)

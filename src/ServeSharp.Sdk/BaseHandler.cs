@@ -7,11 +7,20 @@ namespace ServeSharp.Sdk;
 /// the manifest's serializedFile; <see cref="HandleAsync"/> runs the hooks:
 /// <list type="number">
 /// <item><see cref="Preprocess"/> for each request of the batch — a request that fails here fails alone,</item>
-/// <item><see cref="Inference"/> once, on the inputs of the requests that survived,</item>
+/// <item><c>Inference</c> once, on the inputs of the requests that survived,</item>
 /// <item><see cref="Postprocess"/> for each output, in request order.</item>
 /// </list>
 /// Throw <see cref="HandlerException"/> for a client error; anything else fails the request (or, from
-/// <see cref="Inference"/>, the batch) with TorchServe's 503 "Prediction failed".
+/// <c>Inference</c>, the batch) with TorchServe's 503 "Prediction failed".
+/// <para>
+/// Cancellation: the worker's token fires at the model's responseTimeout or when every client of the batch has
+/// gone. Override the <c>Inference</c> overload that takes it and pass it to ONNX Runtime
+/// (<see cref="OrtCancellation.Run"/>), so the run stops and the worker serves the next batch. A handler runs on the
+/// server's own worker thread and cannot be killed: one that ignores the token keeps running after the clients got
+/// their timeout error, its worker is abandoned 5 s later and replaced, and its thread (and a core) stays busy until
+/// the handler returns. Outputs that implement <see cref="IDisposable"/> are disposed after postprocessing, so an
+/// output may hold ONNX Runtime's buffers and be read in place.
+/// </para>
 /// </summary>
 /// <typeparam name="TInput">What one request becomes after preprocessing (a tensor, an image).</typeparam>
 /// <typeparam name="TOutput">What inference yields for one request.</typeparam>
@@ -29,15 +38,26 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     public virtual void Initialize(HandlerContext context)
     {
         _context = context;
-        if (context.Manifest.Model?.SerializedFile is { } file)
+        if (context.Manifest.SerializedFile is { } file)
             Session = OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
     }
 
     /// <summary>Turns one request into model input. Throw <see cref="HandlerException"/> to reject it.</summary>
     protected abstract TInput Preprocess(InferenceRequest request);
 
-    /// <summary>Runs the model on a batch of inputs; returns one output per input, in order.</summary>
-    protected abstract IReadOnlyList<TOutput> Inference(IReadOnlyList<TInput> inputs, IReadOnlyList<InferenceRequest> requests);
+    /// <summary>
+    /// Runs the model on a batch of inputs; returns one output per input, in order. Override this one, or the one
+    /// that takes the batch's cancellation token (preferred: it lets a timeout stop ONNX Runtime).
+    /// </summary>
+    protected virtual IReadOnlyList<TOutput> Inference(IReadOnlyList<TInput> inputs, IReadOnlyList<InferenceRequest> requests) =>
+        throw new NotImplementedException($"{GetType().Name} must override one of the Inference methods");
+
+    /// <summary>
+    /// Runs the model on a batch of inputs with the batch's cancellation token (pass it to
+    /// <see cref="OrtCancellation.Run"/>). By default calls the overload without a token.
+    /// </summary>
+    protected virtual IReadOnlyList<TOutput> Inference(IReadOnlyList<TInput> inputs, IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken) =>
+        Inference(inputs, requests);
 
     /// <summary>Turns one output into the response body.</summary>
     protected abstract HandlerOutput Postprocess(TOutput output, InferenceRequest request);
@@ -66,11 +86,13 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         {
             var liveRequests = new InferenceRequest[live.Count];
             for (var k = 0; k < live.Count; k++) liveRequests[k] = batch[live[k]];
+            IReadOnlyList<TOutput>? outputs = null;
             try
             {
-                var outputs = Inference(inputs, liveRequests);
+                outputs = Inference(inputs, liveRequests, cancellationToken);
                 if (outputs.Count != live.Count)
                     throw new InvalidOperationException($"Inference returned {outputs.Count} outputs for {live.Count} inputs");
+                cancellationToken.ThrowIfCancellationRequested(); // nobody waits for these answers any more
                 for (var k = 0; k < live.Count; k++)
                 {
                     var request = batch[live[k]];
@@ -91,6 +113,10 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
             finally
             {
                 foreach (var input in inputs) (input as IDisposable)?.Dispose();
+                if (outputs is not null)
+                {
+                    foreach (var output in outputs) (output as IDisposable)?.Dispose();
+                }
             }
         }
 

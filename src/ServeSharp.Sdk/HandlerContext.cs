@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Logging;
-using ServeSharp.Archive;
+using ServeSharp.Contracts;
 
 namespace ServeSharp.Sdk;
 
@@ -19,17 +19,14 @@ public sealed class HandlerContext
     /// <summary>The folder the archive was extracted to (TorchServe's <c>system_properties["model_dir"]</c>).</summary>
     public required string ModelDirectory { get; init; }
 
-    /// <summary>The archive's MANIFEST.json.</summary>
-    public required Manifest Manifest { get; init; }
+    /// <summary>The archive's MANIFEST.json, as handlers need it.</summary>
+    public required ModelManifest Manifest { get; init; }
 
     /// <summary>Batch size, device, GPU id, thread counts and the model-config values.</summary>
     public required SystemProperties SystemProperties { get; init; }
 
-    /// <summary>The archive's model-config.yaml, all of it.</summary>
-    public ModelConfig ModelConfig { get; init; } = ModelConfig.Empty;
-
-    /// <summary>The <c>handler:</c> section of model-config.yaml.</summary>
-    public ConfigSection HandlerConfig => ModelConfig.Handler;
+    /// <summary>The <c>handler:</c> section of model-config.yaml (empty when there is none).</summary>
+    public ConfigSection HandlerConfig { get; init; } = ConfigSection.Empty;
 
     /// <summary>A logger named after the model; handler output goes to the model log.</summary>
     public required ILogger Logger { get; init; }
@@ -58,20 +55,4 @@ public sealed record SystemProperties
 
     /// <summary>The server's name and version, for handlers that report them.</summary>
     public string ServerVersion { get; init; } = "ServeSharp";
-}
-
-/// <summary>Builds contexts from an opened archive.</summary>
-public static class HandlerContexts
-{
-    /// <summary>The context for one worker of the model in <paramref name="archive"/>.</summary>
-    public static HandlerContext For(ModelArchive archive, SystemProperties properties, ILogger logger, string? modelName = null, string? modelVersion = null) => new()
-    {
-        ModelName = modelName ?? archive.ModelName,
-        ModelVersion = modelVersion ?? archive.ModelVersion,
-        ModelDirectory = archive.ModelDirectory,
-        Manifest = archive.Manifest,
-        ModelConfig = archive.Config,
-        SystemProperties = properties,
-        Logger = logger,
-    };
 }

@@ -8,7 +8,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// Per-pixel argmax and softmax probability over C planes of scores (C×N, class-major as the model writes them),
 /// one plane at a time so every pass is a contiguous, vectorised sweep instead of a strided gather per pixel.
 /// </summary>
-public static class Argmax
+internal static class Argmax
 {
     /// <summary>
     /// classes[i] = the first class with the largest score at pixel i (torch.max's choice); probs[i] = that class's

@@ -10,7 +10,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// (alone or as "data"/"body"/"image" in a JSON object). JPEG, PNG, WebP, BMP, GIF (first frame) through
 /// SkiaSharp, EXIF orientation applied. Every failure is a 400 for this request alone.
 /// </summary>
-public static class ImageDecoder
+internal static class ImageDecoder
 {
     public static RgbImage Decode(InferenceRequest request, long maxPixels)
     {

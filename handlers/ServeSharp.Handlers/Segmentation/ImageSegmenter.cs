@@ -8,7 +8,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// A batch may mix image sizes: requests are grouped by input size and each group runs as one batch
 /// (padding would change every pixel's answer through the ASPP's image pooling).
 /// </summary>
-public sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
+internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
 {
     private SegmenterOptions _options = new();
     private SegmentationModel _model = null!;
@@ -18,7 +18,7 @@ public sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     public override void Initialize(HandlerContext context)
     {
         base.Initialize(context);
-        var file = context.Manifest.Model?.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
+        var file = context.Manifest.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
         _model = SegmentationModel.From(Session!, file);
         try
         {
@@ -43,15 +43,15 @@ public sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         return Preprocessor.Prepare(image, options);
     }
 
-    protected override IReadOnlyList<SegOutput> Inference(IReadOnlyList<SegInput> inputs, IReadOnlyList<InferenceRequest> requests)
+    protected override IReadOnlyList<SegOutput> Inference(IReadOnlyList<SegInput> inputs, IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken)
     {
         var outputs = new SegOutput[inputs.Count];
         var groups = new Dictionary<(int, int), List<int>>();
         for (var i = 0; i < inputs.Count; i++)
         {
             var input = inputs[i];
-            if (input.Options.UsesSlide) outputs[i] = SegInference.RunSlide(_model, input);
-            else if (input.Options.UsesTta) outputs[i] = SegInference.RunTta(_model, input);
+            if (input.Options.UsesSlide) outputs[i] = SegInference.RunSlide(_model, input, cancellationToken);
+            else if (input.Options.UsesTta) outputs[i] = SegInference.RunTta(_model, input, cancellationToken);
             else
             {
                 var key = (input.Geometry.BaseHeight, input.Geometry.BaseWidth);
@@ -59,10 +59,19 @@ public sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
                 members.Add(i);
             }
         }
-        foreach (var members in groups.Values)
+        try
         {
-            var results = SegInference.RunBatch(_model, members.ConvertAll(i => inputs[i]));
-            for (var k = 0; k < members.Count; k++) outputs[members[k]] = results[k];
+            foreach (var members in groups.Values)
+            {
+                var results = SegInference.RunBatch(_model, members.ConvertAll(i => inputs[i]), cancellationToken);
+                for (var k = 0; k < members.Count; k++) outputs[members[k]] = results[k];
+            }
+        }
+        catch
+        {
+            // Results already made hold ONNX Runtime's buffers: release them, nobody will postprocess them.
+            foreach (var output in outputs) output?.Dispose();
+            throw;
         }
         return outputs;
     }

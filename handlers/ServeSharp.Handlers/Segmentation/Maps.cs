@@ -1,16 +1,27 @@
 namespace ServeSharp.Handlers.Segmentation;
 
-/// <summary>Per-class scores for one image, C×H×W: logits straight from the model, or probabilities (averaged by TTA).</summary>
-public sealed record ScoreMap(float[] Data, int Classes, int Height, int Width, bool Probabilities);
+/// <summary>
+/// Per-class scores for one image, C×H×W: logits straight from the model (read in place in ONNX Runtime's output), or
+/// probabilities (averaged by TTA).
+/// </summary>
+internal sealed record ScoreMap(ReadOnlyMemory<float> Data, int Classes, int Height, int Width, bool Probabilities);
 
 /// <summary>A class index per pixel (255 = not predicted) and, when the model gives them, the winning class's probability.</summary>
-public sealed record ClassMap(byte[] Classes, float[]? Probs, int Width, int Height);
+internal sealed record ClassMap(byte[] Classes, float[]? Probs, int Width, int Height);
 
-/// <summary>What inference produced for one request: scores, or a class map (argmax models, sliding windows).</summary>
-public sealed record SegOutput(SegInput Input, ScoreMap? Scores, ClassMap? Map);
+/// <summary>
+/// What inference produced for one request: scores, or a class map (argmax models, sliding windows). When the scores
+/// live in ONNX Runtime's buffer, <see cref="Owner"/> keeps it alive until the handler disposes the output.
+/// </summary>
+internal sealed record SegOutput(SegInput Input, ScoreMap? Scores, ClassMap? Map) : IDisposable
+{
+    public IDisposable? Owner { get; init; }
+
+    public void Dispose() => Owner?.Dispose();
+}
 
 /// <summary>Scores → classes and probabilities, at any output size, without materialising resized C×H×W tensors.</summary>
-public static class MapDecoder
+internal static class MapDecoder
 {
     public const byte NotPredicted = 255;
 
@@ -26,7 +37,7 @@ public static class MapDecoder
         var c = s.Classes;
         if (outW == s.Width && outH == s.Height)
         {
-            Argmax.Planes(s.Data, c, plane, s.Probabilities, classes, probs);
+            Argmax.Planes(s.Data.Span, c, plane, s.Probabilities, classes, probs);
             return new ClassMap(classes, probs, outW, outH);
         }
 
@@ -40,7 +51,7 @@ public static class MapDecoder
             var (y0, y1, ly) = TensorOps.Source(s.Height, outH, y);
             for (var k = 0; k < c; k++)
             {
-                var p = s.Data.AsSpan(k * plane, plane);
+                var p = s.Data.Span.Slice(k * plane, plane);
                 TensorOps.InterpolateRow(p.Slice(y0 * s.Width, s.Width), p.Slice(y1 * s.Width, s.Width), ly, x0, x1, lx, rows.AsSpan(k * outW, outW));
             }
             Argmax.Planes(rows, c, outW, s.Probabilities, classes.AsSpan(y * outW, outW), probs.AsSpan(y * outW, outW));

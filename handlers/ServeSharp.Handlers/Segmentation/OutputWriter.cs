@@ -5,7 +5,7 @@ using SkiaSharp;
 namespace ServeSharp.Handlers.Segmentation;
 
 /// <summary>The response formats: TorchServe's per-pixel JSON, and PNGs (class mask, colour mask, overlay).</summary>
-public static class OutputWriter
+internal static class OutputWriter
 {
     /// <summary>
     /// TorchServe's image_segmenter JSON: H×W×2 of [class index as float, max softmax probability], written as

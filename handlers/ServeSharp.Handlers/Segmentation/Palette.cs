@@ -7,7 +7,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// Class colours: PASCAL VOC's bit-pattern palette (index 255, "ignore", is (224, 224, 192)), unless the archive
 /// ships a palette file: a JSON list of [r, g, b], one per class index.
 /// </summary>
-public sealed class Palette
+internal sealed class Palette
 {
     private readonly byte[] _rgb; // 256 × 3
 
@@ -58,7 +58,7 @@ public sealed class Palette
 }
 
 /// <summary>index_to_name.json, TorchServe's format ({"0": "background", ...}); missing names are class_&lt;i&gt;.</summary>
-public sealed class ClassNames(IReadOnlyDictionary<int, string> names)
+internal sealed class ClassNames(IReadOnlyDictionary<int, string> names)
 {
     public string this[int index] => names.TryGetValue(index, out var n) ? n : $"class_{index}";
 

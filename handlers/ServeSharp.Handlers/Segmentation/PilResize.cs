@@ -6,7 +6,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// horizontal pass first, rounded to uint8 between the passes. This is what torchvision's Resize does to a
 /// PIL image, so it is what TorchServe's handlers feed their models.
 /// </summary>
-public static class PilResize
+internal static class PilResize
 {
     private const int PrecisionBits = 32 - 8 - 2;
 

@@ -4,16 +4,30 @@ namespace ServeSharp.Handlers.Segmentation;
 /// Where the model's input sits in the original image: the image was resized to Resized, and the model saw
 /// the Base-sized window at (CropX, CropY) of it (a centre crop in torchserve mode, the whole image otherwise).
 /// </summary>
-public sealed record Geometry(int OriginalWidth, int OriginalHeight, int ResizedWidth, int ResizedHeight, int CropX, int CropY, int BaseWidth, int BaseHeight)
+internal sealed record Geometry(int OriginalWidth, int OriginalHeight, int ResizedWidth, int ResizedHeight, int CropX, int CropY, int BaseWidth, int BaseHeight)
 {
     public bool IsCropped => BaseWidth != ResizedWidth || BaseHeight != ResizedHeight;
 }
 
-/// <summary>One request, ready for the model: the decoded image, its normalised CHW tensor, and the options in force.</summary>
-public sealed record SegInput(RgbImage Image, float[] Tensor, Geometry Geometry, SegmenterOptions Options);
+/// <summary>
+/// One request, ready for the model: the decoded image, its normalised CHW tensor (in a pooled buffer, returned when
+/// the handler disposes the input), and the options in force.
+/// </summary>
+internal sealed record SegInput(RgbImage Image, float[] Buffer, Geometry Geometry, SegmenterOptions Options) : IDisposable
+{
+    private int _returned;
+
+    /// <summary>The 3×H×W tensor at the base size (the pooled buffer may be longer).</summary>
+    public Memory<float> Tensor => Buffer.AsMemory(0, 3 * Geometry.BaseWidth * Geometry.BaseHeight);
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _returned, 1) == 0) System.Buffers.ArrayPool<float>.Shared.Return(Buffer);
+    }
+}
 
 /// <summary>The preprocessing modes: TorchServe's image_segmenter, torchvision's eval preset, a fixed size, or none.</summary>
-public static class Preprocessor
+internal static class Preprocessor
 {
     public static SegInput Prepare(RgbImage image, SegmenterOptions o)
     {
@@ -56,8 +70,9 @@ public static class Preprocessor
                 break;
         }
 
-        var tensor = new float[3 * resized.Width * resized.Height];
-        TensorOps.Normalize(resized, o.Mean, o.Std, tensor);
+        var length = 3 * resized.Width * resized.Height;
+        var tensor = System.Buffers.ArrayPool<float>.Shared.Rent(length);
+        TensorOps.Normalize(resized, o.Mean, o.Std, tensor.AsSpan(0, length));
         return new SegInput(image, tensor, geometry, o);
     }
 }

@@ -9,7 +9,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// arithmetic on the float's 24-bit significand (a few 128-bit multiplies, no digit-by-digit search),
 /// several times faster than general double formatting. Anything else takes .NET's shortest round-trip path.
 /// </summary>
-public static class PythonFloat
+internal static class PythonFloat
 {
     private static readonly UInt128[] Pow10 = PowersOfTen(21);
 

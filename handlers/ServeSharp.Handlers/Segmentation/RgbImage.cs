@@ -1,7 +1,7 @@
 namespace ServeSharp.Handlers.Segmentation;
 
 /// <summary>An 8-bit RGB image, row-major, 3 bytes a pixel (what PIL's "RGB" mode holds).</summary>
-public sealed record RgbImage(int Width, int Height, byte[] Pixels)
+internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
 {
     public static RgbImage Create(int width, int height) => new(width, height, new byte[checked(width * height * 3)]);
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using ServeSharp.Sdk;
 
@@ -8,43 +9,58 @@ namespace ServeSharp.Handlers.Segmentation;
 /// flip TTA (mmsegmentation's semantics: softmax probabilities averaged at the base resolution); and sliding
 /// windows (logits summed over overlapping windows and divided by the overlap count, windows clamped to the edge).
 /// </summary>
-public static class SegInference
+internal static class SegInference
 {
     // About two 512×512 windows per ONNX Runtime run.
     private const int WindowPixelsPerRun = 2 * 512 * 512;
 
-    /// <summary>One forward pass for inputs that share a size, as one batch.</summary>
-    public static SegOutput[] RunBatch(SegmentationModel model, IReadOnlyList<SegInput> group)
+    /// <summary>
+    /// One forward pass for inputs that share a size, as one batch. A batch of one runs on its own pooled tensor; a
+    /// larger one is gathered into a pooled buffer. The logits stay in ONNX Runtime's output: each result reads its
+    /// slice in place and releases its lease when the handler disposes it.
+    /// </summary>
+    public static SegOutput[] RunBatch(SegmentationModel model, IReadOnlyList<SegInput> group, CancellationToken cancellationToken)
     {
         var g = group[0].Geometry;
         int h = g.BaseHeight, w = g.BaseWidth, n = group.Count, size = 3 * h * w;
-        var batch = n == 1 ? group[0].Tensor : new float[n * size];
-        for (var i = 0; n > 1 && i < n; i++) group[i].Tensor.CopyTo(batch, i * size);
-
-        var outputs = new SegOutput[n];
-        if (model.OutputsClasses)
+        var pooled = n == 1 ? null : ArrayPool<float>.Shared.Rent(n * size);
+        try
         {
-            var (classes, oh, ow) = model.RunClasses(batch, n, h, w);
-            for (var i = 0; i < n; i++)
+            var batch = pooled is null ? group[0].Tensor : pooled.AsMemory(0, n * size);
+            for (var i = 0; n > 1 && i < n; i++) group[i].Tensor.CopyTo(batch[(i * size)..]);
+
+            var outputs = new SegOutput[n];
+            if (model.OutputsClasses)
             {
-                var map = new byte[oh * ow];
-                for (var p = 0; p < map.Length; p++) map[p] = (byte)Math.Clamp(classes[i * map.Length + p], 0, 255);
-                outputs[i] = new SegOutput(group[i], null, new ClassMap(map, null, ow, oh));
+                model.RunClasses(batch, n, h, w, (classes, oh, ow) =>
+                {
+                    var per = oh * ow;
+                    for (var i = 0; i < n; i++)
+                    {
+                        var map = new byte[per];
+                        var src = classes.Slice(i * per, per);
+                        for (var p = 0; p < per; p++) map[p] = (byte)Math.Clamp(src[p], 0, 255);
+                        outputs[i] = new SegOutput(group[i], null, new ClassMap(map, null, ow, oh));
+                    }
+                }, cancellationToken);
+                return outputs;
             }
-            return outputs;
-        }
 
-        model.RunLogits(batch, n, h, w, (logits, c, outH, outW) =>
-        {
+            var (shared, c, outH, outW) = model.RunShared(batch, n, h, w, n, cancellationToken);
+            var logits = shared.Floats();
             var per = c * outH * outW;
             for (var i = 0; i < n; i++)
-                outputs[i] = new SegOutput(group[i], new ScoreMap(logits.Slice(i * per, per).ToArray(), c, outH, outW, Probabilities: false), null);
-        });
-        return outputs;
+                outputs[i] = new SegOutput(group[i], new ScoreMap(logits.Slice(i * per, per), c, outH, outW, Probabilities: false), null) { Owner = shared.Lease() };
+            return outputs;
+        }
+        finally
+        {
+            if (pooled is not null) ArrayPool<float>.Shared.Return(pooled);
+        }
     }
 
     /// <summary>Multi-scale (and flipped) passes; probabilities averaged at the base resolution.</summary>
-    public static SegOutput RunTta(SegmentationModel model, SegInput input)
+    public static SegOutput RunTta(SegmentationModel model, SegInput input, CancellationToken cancellationToken)
     {
         RequireLogits(model, "multi-scale/flip inference");
         var g = input.Geometry;
@@ -56,12 +72,13 @@ public static class SegInference
         {
             var sh = Math.Max(1, (int)Math.Round(h * scale, MidpointRounding.ToEven));
             var sw = Math.Max(1, (int)Math.Round(w * scale, MidpointRounding.ToEven));
-            var scaled = sh == h && sw == w ? input.Tensor : Resized(input.Tensor, 3, h, w, sh, sw);
+            var scaled = sh == h && sw == w ? input.Tensor : Resized(input.Tensor.Span, 3, h, w, sh, sw);
             foreach (var flip in input.Options.Flip ? [false, true] : new[] { false })
             {
-                var x = flip ? (float[])scaled.Clone() : scaled;
-                if (flip) TensorOps.FlipWidth(x, 3, sh, sw);
-                var (logits, c, oh, ow) = model.RunLogits(x, 1, sh, sw);
+                cancellationToken.ThrowIfCancellationRequested();
+                var x = flip ? scaled.ToArray() : scaled;
+                if (flip) TensorOps.FlipWidth(x.Span, 3, sh, sw);
+                var (logits, c, oh, ow) = model.RunLogits(x, 1, sh, sw, cancellationToken);
                 if (flip) TensorOps.FlipWidth(logits, c, oh, ow);
                 var atBase = oh == h && ow == w ? logits : Resized(logits, c, oh, ow, h, w);
                 sum ??= new float[c * h * w];
@@ -78,7 +95,7 @@ public static class SegInference
     /// Sliding windows over the base image, one band of windows at a time: rows are finalised (averaged, soft-maxed,
     /// arg-maxed) as soon as no later window can touch them, so memory is bounded by crop height × image width.
     /// </summary>
-    public static SegOutput RunSlide(SegmentationModel model, SegInput input)
+    public static SegOutput RunSlide(SegmentationModel model, SegInput input, CancellationToken cancellationToken)
     {
         RequireLogits(model, "sliding-window inference");
         var g = input.Geometry;
@@ -112,20 +129,27 @@ public static class SegInference
             }
             int wh = y2 - y1, ww = windows[0].X2 - windows[0].X1, size = 3 * wh * ww;
             var perRun = Math.Clamp(WindowPixelsPerRun / (wh * ww), 1, windows.Count);
-            var batch = new float[perRun * size];
+            var batch = ArrayPool<float>.Shared.Rent(perRun * size);
+            try
+            {
             for (var first = 0; first < windows.Count; first += perRun)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 var count = Math.Min(perRun, windows.Count - first);
-                for (var k = 0; k < count; k++) CopyWindow(input.Tensor, h, w, y1, windows[first + k].X1, wh, ww, batch.AsSpan(k * size, size));
-                var run = count == perRun ? batch : batch[..(count * size)];
-                model.RunLogits(run, count, wh, ww, (logits, classCount, oh, ow) =>
+                for (var k = 0; k < count; k++) CopyWindow(input.Tensor.Span, h, w, y1, windows[first + k].X1, wh, ww, batch.AsSpan(k * size, size));
+                model.RunLogits(batch.AsMemory(0, count * size), count, wh, ww, (logits, classCount, oh, ow) =>
                 {
                     if (oh != wh || ow != ww) throw new HandlerException(500, $"sliding windows need a model whose output has its input's size (got {oh}x{ow} for {wh}x{ww})");
                     c = classCount;
                     acc ??= new float[c * bandHeight * w];
                     for (var k = 0; k < count; k++)
                         AddWindow(logits.Slice(k * c * wh * ww, c * wh * ww), c, wh, ww, y1 - top, windows[first + k].X1, acc, counts, bandHeight, w);
-                });
+                }, cancellationToken);
+            }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(batch);
             }
         }
         Finalise(acc!, counts, c, w, bandHeight, ref top, h, classes, probs);
@@ -176,16 +200,16 @@ public static class SegInference
         }
     }
 
-    private static void CopyWindow(float[] tensor, int h, int w, int y1, int x1, int wh, int ww, Span<float> dst)
+    private static void CopyWindow(ReadOnlySpan<float> tensor, int h, int w, int y1, int x1, int wh, int ww, Span<float> dst)
     {
         for (var ch = 0; ch < 3; ch++)
         {
             for (var y = 0; y < wh; y++)
-                tensor.AsSpan(ch * h * w + (y1 + y) * w + x1, ww).CopyTo(dst.Slice((ch * wh + y) * ww, ww));
+                tensor.Slice(ch * h * w + (y1 + y) * w + x1, ww).CopyTo(dst.Slice((ch * wh + y) * ww, ww));
         }
     }
 
-    private static float[] Resized(float[] src, int channels, int h, int w, int outH, int outW)
+    private static float[] Resized(ReadOnlySpan<float> src, int channels, int h, int w, int outH, int outW)
     {
         var dst = new float[channels * outH * outW];
         TensorOps.Interpolate(src, channels, h, w, dst, outH, outW);

@@ -9,7 +9,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// N×3×H×W input, and an output that is either logits (float N×C×H×W, "out" preferred) or a class map that
 /// already went through argmax (int64 N×H×W).
 /// </summary>
-public sealed class SegmentationModel
+internal sealed class SegmentationModel
 {
     private readonly InferenceSession _session;
     private readonly string[] _inputNames;
@@ -53,34 +53,48 @@ public sealed class SegmentationModel
     /// <summary>Reads a batch's logits (N×C×H×W) in place, inside ONNX Runtime's output buffer.</summary>
     public delegate void LogitsReader(ReadOnlySpan<float> logits, int classes, int outH, int outW);
 
-    /// <summary>Runs a batch of n images of h×w (NCHW, contiguous) and returns the logits with their class count.</summary>
-    public (float[] Logits, int Classes, int OutH, int OutW) RunLogits(float[] batch, int n, int h, int w)
+    /// <summary>Runs n images of h×w (NCHW, contiguous) and returns a copy of the logits (for TTA, which resizes and sums them).</summary>
+    public (float[] Logits, int Classes, int OutH, int OutW) RunLogits(Memory<float> batch, int n, int h, int w, CancellationToken cancellationToken)
     {
         (float[], int, int, int) result = default;
-        RunLogits(batch, n, h, w, (logits, c, oh, ow) => result = (logits.ToArray(), c, oh, ow));
+        RunLogits(batch, n, h, w, (logits, c, oh, ow) => result = (logits.ToArray(), c, oh, ow), cancellationToken);
         return result;
     }
 
     /// <summary>Runs a batch and hands the logits to <paramref name="read"/> without copying them out first.</summary>
-    public void RunLogits(float[] batch, int n, int h, int w, LogitsReader read)
+    public void RunLogits(Memory<float> batch, int n, int h, int w, LogitsReader read, CancellationToken cancellationToken)
     {
-        using var outputs = Run(batch, n, h, w);
+        using var outputs = Run(batch, n, h, w, cancellationToken);
         var shape = outputs[0].GetTensorTypeAndShape().Shape;
         read(outputs[0].GetTensorDataAsSpan<float>(), (int)shape[1], (int)shape[2], (int)shape[3]);
     }
 
-    /// <summary>Runs a batch through a model that ends in argmax; returns the class maps.</summary>
-    public (long[] Classes, int OutH, int OutW) RunClasses(float[] batch, int n, int h, int w)
+    /// <summary>
+    /// Runs a batch and keeps ONNX Runtime's output alive for <paramref name="images"/> readers: each takes a lease
+    /// and reads its slice of the logits in place; the buffer is freed when the last lease is released.
+    /// </summary>
+    internal (SharedOutputs Outputs, int Classes, int OutH, int OutW) RunShared(Memory<float> batch, int n, int h, int w, int images, CancellationToken cancellationToken)
     {
-        using var outputs = Run(batch, n, h, w);
-        var shape = outputs[0].GetTensorTypeAndShape().Shape;
-        return (outputs[0].GetTensorDataAsSpan<long>().ToArray(), (int)shape[1], (int)shape[2]);
+        var outputs = new SharedOutputs(Run(batch, n, h, w, cancellationToken), images);
+        var shape = outputs.Shape;
+        return (outputs, (int)shape[1], (int)shape[2], (int)shape[3]);
     }
 
-    private IDisposableReadOnlyCollection<OrtValue> Run(float[] batch, int n, int h, int w)
+    /// <summary>Reads a batch's class maps (N×H×W, int64) in place.</summary>
+    public delegate void ClassesReader(ReadOnlySpan<long> classes, int outH, int outW);
+
+    /// <summary>Runs a batch through a model that ends in argmax and hands the class maps to <paramref name="read"/>.</summary>
+    public void RunClasses(Memory<float> batch, int n, int h, int w, ClassesReader read, CancellationToken cancellationToken)
     {
-        using var input = OrtValue.CreateTensorValueFromMemory(batch, [n, 3, h, w]);
-        using var options = new RunOptions();
-        return _session.Run(options, _inputNames, [input], _outputNames);
+        using var outputs = Run(batch, n, h, w, cancellationToken);
+        var shape = outputs[0].GetTensorTypeAndShape().Shape;
+        read(outputs[0].GetTensorDataAsSpan<long>(), (int)shape[1], (int)shape[2]);
+    }
+
+    private IDisposableReadOnlyCollection<OrtValue> Run(Memory<float> batch, int n, int h, int w, CancellationToken cancellationToken)
+    {
+        // The input tensor is a view of the caller's (pooled) buffer: ONNX Runtime reads it without a copy.
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch, [n, 3, h, w]);
+        return OrtCancellation.Run(_session, _inputNames, [input], _outputNames, cancellationToken);
     }
 }

@@ -1,5 +1,5 @@
 using System.Globalization;
-using ServeSharp.Archive;
+using ServeSharp.Contracts;
 using ServeSharp.Sdk;
 
 namespace ServeSharp.Handlers.Segmentation;
@@ -8,7 +8,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// image_segmenter's settings: model-config.yaml's <c>handler:</c> section, with per-request overrides from
 /// query/form parameters for the choices a client may make (output, mode, scales, flip, alpha, rle, slide).
 /// </summary>
-public sealed record SegmenterOptions
+internal sealed record SegmenterOptions
 {
     /// <summary>torchserve (Resize 256 → CenterCrop 224), torchvision (shorter side to resize_size), fixed (size W×H), original (no resize).</summary>
     public string Mode { get; init; } = "torchserve";

@@ -3,12 +3,12 @@ using System.Text.Json.Serialization;
 
 namespace ServeSharp.Handlers.Segmentation;
 
-public sealed record RegionSummary(
+internal sealed record RegionSummary(
     [property: JsonPropertyName("area")] int Area,
     [property: JsonPropertyName("bbox")] int[] BoundingBox,
     [property: JsonPropertyName("centroid")] double[] Centroid);
 
-public sealed record ClassSummary(
+internal sealed record ClassSummary(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("name")] string Name,
     [property: JsonPropertyName("pixels")] int Pixels,
@@ -18,11 +18,11 @@ public sealed record ClassSummary(
     [property: JsonPropertyName("rle"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Rle? Rle);
 
 /// <summary>COCO's uncompressed RLE: column-major run lengths, starting with a run of zeros.</summary>
-public sealed record Rle(
+internal sealed record Rle(
     [property: JsonPropertyName("size")] int[] Size,
     [property: JsonPropertyName("counts")] IReadOnlyList<int> Counts);
 
-public sealed record SegmentationSummary(
+internal sealed record SegmentationSummary(
     [property: JsonPropertyName("width")] int Width,
     [property: JsonPropertyName("height")] int Height,
     [property: JsonPropertyName("pixels")] int Pixels,
@@ -37,7 +37,7 @@ internal sealed partial class SummaryJsonContext : JsonSerializerContext;
 /// [x, y, width, height] and centroid [x, y] — for counting objects and cutting regions of interest.
 /// Pixels that were not predicted (255) are left out of every class.
 /// </summary>
-public static class Summary
+internal static class Summary
 {
     public static byte[] Json(ClassMap map, ClassNames names, int maxRegions, bool rle) =>
         JsonSerializer.SerializeToUtf8Bytes(Build(map, names, maxRegions, rle), SummaryJsonContext.Default.SegmentationSummary);

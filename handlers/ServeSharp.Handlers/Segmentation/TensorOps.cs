@@ -5,7 +5,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// <c>F.interpolate(mode="bilinear", align_corners=False)</c> (no antialias), the resize that TTA and
 /// "map back to the image size" use.
 /// </summary>
-public static class TensorOps
+internal static class TensorOps
 {
     /// <summary>RGB bytes → CHW floats, (v/255 − mean)/std per channel, written into <paramref name="chw"/>.</summary>
     public static void Normalize(RgbImage image, ReadOnlySpan<float> mean, ReadOnlySpan<float> std, Span<float> chw)

@@ -44,6 +44,10 @@ internal sealed class SegmenterHarness : IDisposable
 
     public async Task<HandlerOutput> RunAsync(byte[] image, string query = "") => (await RunAsync((image, query)))[0];
 
+    /// <summary>A batch run with the worker's cancellation token.</summary>
+    public Task<IReadOnlyList<HandlerOutput>> RunAsync(CancellationToken cancellationToken, params (byte[] Image, string Query)[] requests) =>
+        _handler.HandleAsync([.. requests.Select(r => InferenceRequest.FromBody(r.Image, "application/octet-stream", Query(r.Query)))], cancellationToken);
+
     public async Task<HandlerOutput[]> RunRequestsAsync(params InferenceRequest[] requests) => [.. await _handler.HandleAsync(requests, CancellationToken.None)];
 
     /// <summary>TorchServe's JSON (H×W×2) → class and probability per pixel.</summary>

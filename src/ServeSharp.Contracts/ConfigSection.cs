@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace ServeSharp.Archive;
+namespace ServeSharp.Contracts;
 
 /// <summary>
 /// A read-only mapping of configuration values, as YAML gives them: scalars are strings, sequences are
@@ -10,22 +10,31 @@ public sealed class ConfigSection
 {
     private readonly IReadOnlyDictionary<string, object?> _values;
 
+    /// <summary>A section over <paramref name="values"/> (scalars as strings, lists, nested dictionaries).</summary>
     public ConfigSection(IReadOnlyDictionary<string, object?> values) => _values = values;
 
+    /// <summary>A section with no keys.</summary>
     public static ConfigSection Empty { get; } = new(new Dictionary<string, object?>());
 
+    /// <summary>The keys present.</summary>
     public IEnumerable<string> Keys => _values.Keys;
 
+    /// <summary>Whether <paramref name="key"/> is present.</summary>
     public bool Contains(string key) => _values.ContainsKey(key);
 
+    /// <summary>The raw value of <paramref name="key"/>, or null.</summary>
     public object? this[string key] => _values.TryGetValue(key, out var v) ? v : null;
 
+    /// <summary>A scalar as text, or null when absent.</summary>
     public string? GetString(string key) => _values.TryGetValue(key, out var v) ? v as string : null;
 
+    /// <summary>An integer, or null when absent; a value that is not one throws <see cref="ConfigValueException"/>.</summary>
     public int? GetInt(string key) => Parse(key, static s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture));
 
+    /// <summary>A number, or null when absent; a value that is not one throws <see cref="ConfigValueException"/>.</summary>
     public double? GetDouble(string key) => Parse(key, static s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture));
 
+    /// <summary>true/false (also yes/no, on/off, 1/0), or null when absent.</summary>
     public bool? GetBool(string key) => Parse(key, static s => s.ToLowerInvariant() switch
     {
         "true" or "yes" or "on" or "1" => true,
@@ -33,6 +42,7 @@ public sealed class ConfigSection
         _ => throw new FormatException(),
     });
 
+    /// <summary>A nested mapping, or null.</summary>
     public ConfigSection? GetSection(string key) =>
         _values.TryGetValue(key, out var v) && v is IReadOnlyDictionary<string, object?> d ? new ConfigSection(d) : null;
 
@@ -96,6 +106,7 @@ public sealed class ConfigSection
 public sealed class ConfigValueException(string key, string? value, string expected)
     : FormatException($"config key '{key}': '{value}' is not {Article(expected)}")
 {
+    /// <summary>The key whose value was wrong.</summary>
     public string Key { get; } = key;
 
     private static string Article(string expected) => expected switch
