@@ -124,11 +124,11 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     }
 
     /// <summary>Maps a hook's exception to this request's error response.</summary>
-    protected virtual HandlerOutput Fail(InferenceRequest request, Exception error)
+    protected virtual HandlerOutput Fail(InferenceRequest request, Exception exception)
     {
-        var output = error is HandlerException h
+        var output = exception is HandlerException h
             ? HandlerOutput.Error(h.StatusCode, h.Message)
-            : HandlerOutput.Error(503, $"Prediction failed: {error.Message}", "InternalServerException");
+            : HandlerOutput.Error(503, $"Prediction failed: {exception.Message}", "InternalServerException");
         request.Response.StatusCode = output.StatusCode!.Value;
         return output;
     }

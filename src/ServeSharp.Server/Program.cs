@@ -110,7 +110,8 @@ catch (OperationCanceledException) when (stopping.IsCancellationRequested)
 }
 catch (Exception e) when (e is IOException or FormatException or InvalidOperationException)
 {
-    loggers.CreateLogger("ServeSharp").LogCritical(e, "ServeSharp could not start");
+    var logger = loggers.CreateLogger("ServeSharp");
+    ProgramLog.CouldNotStart(logger, e);
     return 1;
 }
 finally
@@ -133,4 +134,10 @@ static ServerConfig LoadConfig(CommandLine cli)
         DisableTokenAuthorization = cli.DisableTokenAuth || config.DisableTokenAuthorization,
         EnableModelApi = cli.EnableModelApi || config.EnableModelApi,
     };
+}
+
+internal static partial class ProgramLog
+{
+    [LoggerMessage(EventId = 5, Level = LogLevel.Critical, Message = "ServeSharp could not start")]
+    public static partial void CouldNotStart(ILogger logger, Exception error);
 }

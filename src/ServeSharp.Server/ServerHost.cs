@@ -93,14 +93,16 @@ internal sealed partial class ServerHost : IAsyncDisposable
 
         await app.StartAsync(cancellationToken);
         var host = new ServerHost(app, listeners);
-        LogListening(logger, host.AddressOf(Api.Inference), host.AddressOf(Api.Management), host.AddressOf(Api.Metrics));
+        Uri inference = host.AddressOf(Api.Inference), management = host.AddressOf(Api.Management), metrics = host.AddressOf(Api.Metrics);
+        LogListening(logger, inference, management, metrics);
         return host;
     }
 
     /// <summary>Stops listening (in-flight requests finish), then drains every model, then writes the last snapshot.</summary>
     public async Task StopAsync()
     {
-        LogStopping(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ServeSharp"));
+        var logger = _app.Services.GetRequiredService<ILogger<ServerHost>>();
+        LogStopping(logger);
         await _app.StopAsync(CancellationToken.None);
     }
 

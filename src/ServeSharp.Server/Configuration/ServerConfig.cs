@@ -107,7 +107,7 @@ internal sealed record ServerConfig
         throw new FormatException($"config.properties: {key} '{text}' is not an http(s)://host:port address");
     }
 
-    private static IReadOnlyList<string> List(string? text) =>
+    private static string[] List(string? text) =>
         string.IsNullOrWhiteSpace(text) ? [] : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     private static int? Int(Dictionary<string, string> values, string key) =>
@@ -123,7 +123,7 @@ internal sealed record ServerConfig
             : s.Equals("false", StringComparison.OrdinalIgnoreCase) ? false
             : throw new FormatException($"config.properties: {key} '{s}' is not true or false") : null;
 
-    private static IReadOnlyDictionary<string, IReadOnlyDictionary<string, ModelSettings>> ParseModels(string json)
+    private static Dictionary<string, IReadOnlyDictionary<string, ModelSettings>> ParseModels(string json)
     {
         try
         {

@@ -25,6 +25,8 @@ internal sealed class TokenAuthorization
 
     public static TokenAuthorization Disabled { get; } = new("", "", null);
 
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
     /// <summary>New random keys, written to <paramref name="keyFile"/> readable by the owner only.</summary>
     public static TokenAuthorization CreateAndWrite(string keyFile)
     {
@@ -33,7 +35,7 @@ internal sealed class TokenAuthorization
         {
             ["management"] = new() { ["key"] = auth.ManagementKey },
             ["inference"] = new() { ["key"] = auth.InferenceKey },
-        }, new JsonSerializerOptions { WriteIndented = true });
+        }, Indented);
         File.WriteAllText(keyFile, json);
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return auth;

@@ -136,7 +136,8 @@ internal sealed partial class BatchAggregator
             if (worker.TryRun(batch))
             {
                 _metrics.BatchFormed(_model.Name, _model.Version, batch.Count);
-                LogBatch(_logger, _model.Name, _model.Version, batch.Count, worker.Id, _time.GetElapsedTime(first).TotalMilliseconds);
+                var waited = _time.GetElapsedTime(first).TotalMilliseconds;
+                LogBatch(_logger, _model.Name, _model.Version, batch.Count, worker.Id, waited);
                 break;
             }
             worker = await NextFreeWorkerAsync(stop); // that worker was retired while the batch filled

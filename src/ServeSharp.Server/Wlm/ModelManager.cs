@@ -71,7 +71,7 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             model = new Model(name, version, request.Url, archive, factory, Settings(name, version, archive.Config, request), config.JobQueueSize,
                 request.LoadedAtStartup, metrics, time, loggers.CreateLogger($"ServeSharp.Model.{name}"))
             {
-                SnapshotUrl = source.SnapshotName(request.Url, path),
+                SnapshotUrl = ModelSource.SnapshotName(request.Url, path),
             };
         }
         catch

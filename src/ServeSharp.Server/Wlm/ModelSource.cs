@@ -45,7 +45,7 @@ internal sealed class ModelSource(ServerConfig config, HttpClient http)
     /// What the config snapshot should remember for a registration: a downloaded archive is in the model store now,
     /// so a restart must load that file rather than download it again.
     /// </summary>
-    public string SnapshotName(string url, string resolvedPath) =>
+    public static string SnapshotName(string url, string resolvedPath) =>
         url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase)
             ? Path.GetFileName(resolvedPath)
             : url;

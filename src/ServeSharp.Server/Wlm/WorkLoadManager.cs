@@ -182,7 +182,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
         }
     }
 
-    private void FailWaiting(Model model) =>
+    private static void FailWaiting(Model model) =>
         model.Aggregator.FailWaiting(503, $"Model \"{model.Name}\" has no worker to serve inference request. Please use scale workers API to add workers.", "ServiceUnavailableException");
 
     private int? AssignGpu(Model model, WorkerSettings settings)

@@ -101,9 +101,11 @@ internal sealed partial class WorkerThread
     /// <summary>Stops after the batch in hand (scale-down, unregister). Completes <see cref="Ended"/> when done.</summary>
     public Task RetireAsync()
     {
-        var s = State;
-        if (s is WorkerState.Ready or WorkerState.Busy or WorkerState.Loading)
-            Interlocked.CompareExchange(ref _state, (int)WorkerState.Stopping, (int)s);
+        // The state may move under us (a batch handed over, a load finishing): retry until it is Stopping or terminal.
+        while (State is var s && s is WorkerState.Ready or WorkerState.Busy or WorkerState.Loading
+               && Interlocked.CompareExchange(ref _state, (int)WorkerState.Stopping, (int)s) != (int)s)
+        {
+        }
         _inbox.Writer.TryComplete();
         return Ended;
     }

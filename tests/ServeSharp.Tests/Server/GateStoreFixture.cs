@@ -1,4 +1,3 @@
-using ServeSharp.Archive;
 using ServeSharp.Tests.Support;
 
 namespace ServeSharp.Tests.Server;
@@ -22,14 +21,8 @@ public sealed class GateStoreFixture : IDisposable
 
     public string Store { get; }
 
-    private void Archive(string name, string handler, string config, string? serialized = null)
-    {
-        var staging = _root.Sub($"cfg-{name}");
-        var configPath = Path.Combine(staging, "model-config.yaml");
-        File.WriteAllText(configPath, config);
-        var written = ArchiveWriter.Write(new ArchiveSpec { ModelName = name, Handler = handler, ConfigFile = configPath, SerializedFile = serialized, ExportPath = staging });
-        File.Move(written, Path.Combine(Store, name + ".mar"));
-    }
+    private void Archive(string name, string handler, string config, string? serialized = null) =>
+        TestArchives.Write(_root, Store, name, handler, config, serialized);
 
     public void Dispose() => _root.Dispose();
 }

@@ -29,14 +29,8 @@ public sealed class ModelStoreFixture : IDisposable
 
     public string NewWorkDir() => _root.Sub("server-" + Guid.NewGuid().ToString("N")[..8]);
 
-    private void Archive(string name, string version, string handler, string config, string? fileName = null)
-    {
-        var staging = _root.Sub($"cfg-{fileName ?? name}");
-        var configPath = Path.Combine(staging, "model-config.yaml");
-        File.WriteAllText(configPath, config);
-        var written = ArchiveWriter.Write(new ArchiveSpec { ModelName = name, Version = version, Handler = handler, ConfigFile = configPath, ExportPath = staging });
-        File.Move(written, Path.Combine(Store, (fileName ?? name) + ".mar"));
-    }
+    private void Archive(string name, string version, string handler, string config, string? fileName = null) =>
+        TestArchives.Write(_root, Store, name, handler, config, version: version, fileName: fileName);
 
     public void Dispose() => _root.Dispose();
 }

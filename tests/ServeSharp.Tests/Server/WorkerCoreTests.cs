@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.Extensions.Time.Testing;
 using ServeSharp.Tests.Support;
@@ -47,9 +48,9 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
         Assert.Equal(HttpStatusCode.OK, (await management.PostAsync("/models?url=gate.mar&model_name=drain&initial_workers=2&batch_size=2&max_batch_delay=50&synchronous=true", null)).StatusCode);
 
         using var inference = server.Inference;
-        using var stop = new CancellationTokenSource();
-        var clients = Enumerable.Range(0, 8).Select(_ => SendUntilGoneAsync(inference, "/predictions/drain?sleep_ms=20", stop.Token)).ToArray();
-        await Task.Delay(300);
+        var progress = new StrongBox<int>();
+        var clients = Enumerable.Range(0, 8).Select(_ => SendAsync(inference, "/predictions/drain?sleep_ms=20", progress, untilGone: true, CancellationToken.None)).ToArray();
+        await UnderWayAsync(progress, 16);
         var unregistered = await management.DeleteAsync("/models/drain").WaitAsync(Safety);
         Assert.Equal(HttpStatusCode.OK, unregistered.StatusCode);
         var answers = (await Task.WhenAll(clients).WaitAsync(Safety)).SelectMany(a => a).ToList();
@@ -76,9 +77,10 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
         Assert.Equal(HttpStatusCode.OK, (await management.PostAsync("/models?url=gate.mar&model_name=scaled&initial_workers=2&synchronous=true", null)).StatusCode);
         using var inference = server.Inference;
         using var stop = new CancellationTokenSource();
-        var clients = Enumerable.Range(0, 4).Select(_ => SendAsync(inference, "/predictions/scaled?sleep_ms=10", stop.Token)).ToArray();
+        var progress = new StrongBox<int>();
+        var clients = Enumerable.Range(0, 4).Select(_ => SendAsync(inference, "/predictions/scaled?sleep_ms=10", progress, untilGone: false, stop.Token)).ToArray();
 
-        await Task.Delay(200);
+        await UnderWayAsync(progress, 8);
         Assert.Equal(HttpStatusCode.OK, (await management.PutAsync("/models/scaled?min_worker=0&synchronous=true", null).WaitAsync(Safety)).StatusCode);
         Assert.Equal(0, (await DescribeAsync(management, "scaled")).GetProperty("workers").GetArrayLength());
         var refused = await inference.PostAsync("/predictions/scaled", new StringContent("x"));
@@ -86,7 +88,8 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
         Assert.Contains("has no worker to serve inference request", await refused.Content.ReadAsStringAsync());
 
         Assert.Equal(HttpStatusCode.OK, (await management.PutAsync("/models/scaled?min_worker=2&synchronous=true", null).WaitAsync(Safety)).StatusCode);
-        await Task.Delay(200);
+        var scaledBack = Volatile.Read(ref progress.Value);
+        await UnderWayAsync(progress, scaledBack + 8);
         stop.Cancel();
         var answers = (await Task.WhenAll(clients).WaitAsync(Safety)).SelectMany(a => a).ToList();
         Assert.All(answers, a => Assert.True(a.Status is 200 or 503, $"{a.Status}: {a.Body}"));
@@ -265,29 +268,22 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
         return await Task.WhenAll(responses.Select(async r => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement));
     }
 
-    // Sends until the model is gone (404) or stop; every answer is kept.
-    private static async Task<List<(int Status, string Body)>> SendUntilGoneAsync(HttpClient client, string path, CancellationToken stop)
+    // A client sending one request after another until stop (or, with untilGone, until the model answers 404); every
+    // answer is kept and counted in progress, so a test can wait for the load to be under way.
+    private static async Task<List<(int Status, string Body)>> SendAsync(HttpClient client, string path, StrongBox<int> progress, bool untilGone, CancellationToken stop)
     {
         var answers = new List<(int, string)>();
-        for (var i = 0; i < 200 && !stop.IsCancellationRequested; i++)
+        for (var i = 0; i < 100_000 && !stop.IsCancellationRequested; i++)
         {
             var response = await client.PostAsync(path, new StringContent("x"), CancellationToken.None);
             answers.Add(((int)response.StatusCode, await response.Content.ReadAsStringAsync(CancellationToken.None)));
-            if (response.StatusCode == HttpStatusCode.NotFound) break;
+            Interlocked.Increment(ref progress.Value);
+            if (untilGone && response.StatusCode == HttpStatusCode.NotFound) break;
         }
         return answers;
     }
 
-    private static async Task<List<(int Status, string Body)>> SendAsync(HttpClient client, string path, CancellationToken stop)
-    {
-        var answers = new List<(int, string)>();
-        for (var i = 0; i < 1000 && !stop.IsCancellationRequested; i++)
-        {
-            var response = await client.PostAsync(path, new StringContent("x"), CancellationToken.None);
-            answers.Add(((int)response.StatusCode, await response.Content.ReadAsStringAsync(CancellationToken.None)));
-        }
-        return answers;
-    }
+    private static Task UnderWayAsync(StrongBox<int> progress, int answers) => PollAsync(() => Task.FromResult(Volatile.Read(ref progress.Value)), n => n >= answers);
 
     // Polls on real time until the condition holds: a bounded wait for background work, not a statement about speed.
     private static async Task<T> PollAsync<T>(Func<Task<T>> read, Func<T, bool> done)

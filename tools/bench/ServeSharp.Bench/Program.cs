@@ -83,7 +83,8 @@ if (only.Contains("batching"))
     Archive("mnv3b2", mobilenet.Onnx, "minWorkers: 2\nmaxWorkers: 2\nbatchSize: 8\nmaxBatchDelay: 10\n", "  mode: torchserve\n");
     var batching = Ours("2 workers × 1 thread, batching 8 / 10 ms", "mnv3b2", "/predictions/mnv3b2");
     const string title = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON, 2 workers batching 8 / 10 ms";
-    foreach (var clients in new[] { 8, 16 })
+    int[] clientCounts = [8, 16];
+    foreach (var clients in clientCounts)
     {
         using var server = await batching.Start();
         await Warm(server, batching.Path, images, 40);
@@ -220,8 +221,9 @@ string Python(string script, params string[] arguments)
 void WriteResults()
 {
     var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?";
+    string[] simdFlags = ["avx2", "fma", "avx512f"];
     var simd = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) is { } flags
-        ? string.Join(" ", new[] { "avx2", "fma", "avx512f" }.Where(f => flags.Split(' ').Contains(f))) : "?";
+        ? string.Join(" ", simdFlags.Where(f => flags.Split(' ').Contains(f))) : "?";
     var md = new StringBuilder();
     md.AppendLine("# Benchmark results");
     md.AppendLine();
