@@ -132,20 +132,20 @@ internal static class SegInference
             var batch = ArrayPool<float>.Shared.Rent(perRun * size);
             try
             {
-            for (var first = 0; first < windows.Count; first += perRun)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var count = Math.Min(perRun, windows.Count - first);
-                for (var k = 0; k < count; k++) CopyWindow(input.Tensor.Span, h, w, y1, windows[first + k].X1, wh, ww, batch.AsSpan(k * size, size));
-                model.RunLogits(batch.AsMemory(0, count * size), count, wh, ww, (logits, classCount, oh, ow) =>
+                for (var first = 0; first < windows.Count; first += perRun)
                 {
-                    if (oh != wh || ow != ww) throw new HandlerException(500, $"sliding windows need a model whose output has its input's size (got {oh}x{ow} for {wh}x{ww})");
-                    c = classCount;
-                    acc ??= new float[c * bandHeight * w];
-                    for (var k = 0; k < count; k++)
-                        AddWindow(logits.Slice(k * c * wh * ww, c * wh * ww), c, wh, ww, y1 - top, windows[first + k].X1, acc, counts, bandHeight, w);
-                }, cancellationToken);
-            }
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var count = Math.Min(perRun, windows.Count - first);
+                    for (var k = 0; k < count; k++) CopyWindow(input.Tensor.Span, h, w, y1, windows[first + k].X1, wh, ww, batch.AsSpan(k * size, size));
+                    model.RunLogits(batch.AsMemory(0, count * size), count, wh, ww, (logits, classCount, oh, ow) =>
+                    {
+                        if (oh != wh || ow != ww) throw new HandlerException(500, $"sliding windows need a model whose output has its input's size (got {oh}x{ow} for {wh}x{ww})");
+                        c = classCount;
+                        acc ??= new float[c * bandHeight * w];
+                        for (var k = 0; k < count; k++)
+                            AddWindow(logits.Slice(k * c * wh * ww, c * wh * ww), c, wh, ww, y1 - top, windows[first + k].X1, acc, counts, bandHeight, w);
+                    }, cancellationToken);
+                }
             }
             finally
             {
