@@ -151,10 +151,9 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
     public async Task A_request_over_response_timeout_gets_json_in_time_its_work_is_cancelled_and_the_worker_serves_the_next()
     {
         var time = new FakeTimeProvider();
-        await using var server = await InProcessServer.StartAsync(store.Store, ["timeout=timeout.mar"], time: time, handlers: GateHandler.BuiltIn);
-        await server.WaitReadyAsync("timeout");
+        var (server, before) = await StartOneWorkerAsync("timeout", time);
+        await using var _ = server;
         using var management = server.Management;
-        var before = (await DescribeAsync(management, "timeout")).GetProperty("workers")[0].GetProperty("id").GetString();
 
         using var inference = server.Inference;
         var key = Guid.NewGuid().ToString("N");
@@ -180,10 +179,9 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
     public async Task A_handler_that_ignores_cancellation_is_abandoned_and_replaced_so_the_pool_keeps_min_workers()
     {
         var time = new FakeTimeProvider();
-        await using var server = await InProcessServer.StartAsync(store.Store, ["timeout=timeout.mar"], time: time, handlers: GateHandler.BuiltIn);
-        await server.WaitReadyAsync("timeout");
+        var (server, before) = await StartOneWorkerAsync("timeout", time);
+        await using var _ = server;
         using var management = server.Management;
-        var before = (await DescribeAsync(management, "timeout")).GetProperty("workers")[0].GetProperty("id").GetString();
         using var inference = server.Inference;
         var key = Guid.NewGuid().ToString("N");
         try
@@ -208,10 +206,9 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
     [Fact]
     public async Task A_client_that_disconnects_mid_request_cancels_its_work_and_the_worker_serves_the_next()
     {
-        await using var server = await InProcessServer.StartAsync(store.Store, ["gate=gate.mar"], handlers: GateHandler.BuiltIn);
-        await server.WaitReadyAsync("gate");
+        var (server, before) = await StartOneWorkerAsync("gate", null);
+        await using var _ = server;
         using var management = server.Management;
-        var before = (await DescribeAsync(management, "gate")).GetProperty("workers")[0].GetProperty("id").GetString();
         using var inference = server.Inference;
         var key = Guid.NewGuid().ToString("N");
         using var client = new CancellationTokenSource();
@@ -251,6 +248,15 @@ public sealed class WorkerCoreTests(GateStoreFixture store)
         var next = JsonDocument.Parse(await (await inference.PostAsync("/predictions/gate", new StringContent("next")).WaitAsync(Safety)).Content.ReadAsStringAsync()).RootElement;
         Assert.Equal("next", next.GetProperty("body").GetString());
         Assert.False(GateHandler.Entered(queuedKey).IsCompleted, "the request whose client left ran anyway");
+    }
+
+    // A server with one model of one READY worker (the handler the tests control), and that worker's id.
+    private async Task<(InProcessServer Server, string? WorkerId)> StartOneWorkerAsync(string model, TimeProvider? time)
+    {
+        var server = await InProcessServer.StartAsync(store.Store, [$"{model}={model}.mar"], time: time, handlers: GateHandler.BuiltIn);
+        await server.WaitReadyAsync(model);
+        using var management = server.Management;
+        return (server, (await DescribeAsync(management, model)).GetProperty("workers")[0].GetProperty("id").GetString());
     }
 
     internal static async Task<JsonElement> DescribeAsync(HttpClient management, string model)
