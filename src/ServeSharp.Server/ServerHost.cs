@@ -26,14 +26,10 @@ internal sealed partial class ServerHost : IAsyncDisposable
         _listeners = listeners;
     }
 
-    public IServiceProvider Services => _app.Services;
-    public TokenAuthorization Auth => _app.Services.GetRequiredService<TokenAuthorization>();
-
     /// <summary>The address an API really listens on (the bound port when the configuration said 0).</summary>
     public Uri AddressOf(Api api)
     {
-        var (set, listen) = _listeners.First(kv => kv.Key.HasFlag(api));
-        _ = set;
+        var listen = _listeners.First(kv => kv.Key.HasFlag(api)).Value;
         return new Uri($"http://{listen.IPEndPoint!}");
     }
 

@@ -24,7 +24,6 @@ internal sealed class InProcessServer : IAsyncDisposable
     public Uri InferenceUrl { get; private set; } = null!;
     public Uri ManagementUrl { get; private set; } = null!;
     public Uri MetricsUrl { get; private set; } = null!;
-    internal ServerHost Host => _host;
 
     public HttpClient Inference => Client(InferenceUrl);
     public HttpClient Management => Client(ManagementUrl);
