@@ -18,6 +18,12 @@ public sealed record ModelConfig
     public string? DeviceType { get; init; }
     public IReadOnlyList<int>? DeviceIds { get; init; }
 
+    /// <summary><c>workerIsolation</c>: "process" or "in-process" (ServeSharp's key), null when not set.</summary>
+    public string? WorkerIsolation { get; init; }
+
+    /// <summary><c>maxWorkerMemoryMB</c>: a process worker over this resident memory is restarted (ServeSharp's key).</summary>
+    public int? MaxWorkerMemoryMB { get; init; }
+
     /// <summary>The <c>handler:</c> section, handed to the handler as it is.</summary>
     public ConfigSection Handler { get; init; } = ConfigSection.Empty;
 

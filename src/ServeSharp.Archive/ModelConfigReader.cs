@@ -14,6 +14,7 @@ public static class ModelConfigReader
         "deviceType", "deviceIds", "handler", "parallelType", "parallelLevel", "torchrun", "pt2",
         "continuousBatching", "maxRetryTimeoutInSec", "clientTimeoutInMills", "jobQueueSize", "useJobTicket",
         "sequenceMaxIdleMSec", "maxSequenceJobQueueSize", "maxNumSequence", "useVenv", "stateful",
+        "workerIsolation", "maxWorkerMemoryMB",
     ];
 
     public static ModelConfig Read(string path)
@@ -54,6 +55,9 @@ public static class ModelConfigReader
                 ResponseTimeout = section.GetInt("responseTimeout"),
                 StartupTimeout = section.GetInt("startupTimeout"),
                 DeviceType = ParseDeviceType(section.GetString("deviceType")),
+                WorkerIsolation = ParseIsolation(section.GetString("workerIsolation")),
+                MaxWorkerMemoryMB = section.GetInt("maxWorkerMemoryMB") is { } mb && mb <= 0
+                    ? throw new FormatException($"config key 'maxWorkerMemoryMB': {mb} is not a positive number of megabytes") : section.GetInt("maxWorkerMemoryMB"),
                 DeviceIds = section.GetDoubleList("deviceIds") is { } ids ? ids.Select(i => (int)i).ToArray() : null,
                 Handler = section.GetSection("handler") ?? ConfigSection.Empty,
                 All = section,
@@ -71,6 +75,14 @@ public static class ModelConfigReader
         null => null,
         "cpu" or "gpu" => value.ToLowerInvariant(),
         _ => throw new FormatException($"config key 'deviceType': '{value}' is not cpu or gpu"),
+    };
+
+    /// <summary>"process" or "in-process"; also accepted by config.properties' default_worker_isolation.</summary>
+    public static string? ParseIsolation(string? value) => value?.ToLowerInvariant() switch
+    {
+        null => null,
+        "process" or "in-process" => value.ToLowerInvariant(),
+        _ => throw new FormatException($"worker isolation '{value}' is not process or in-process"),
     };
 
     /// <summary>YAML node → plain values: scalar → string (null for ~/null), sequence → list, mapping → dictionary.</summary>

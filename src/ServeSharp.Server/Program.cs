@@ -5,6 +5,8 @@ using ServeSharp.Server.Cli;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Wlm;
 
+if (args is ["worker", .. var workerArgs]) return await ServeSharp.Server.Workers.WorkerHost.RunAsync(workerArgs);
+
 CommandLine cli;
 try
 {

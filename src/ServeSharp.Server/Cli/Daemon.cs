@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 
 namespace ServeSharp.Server.Cli;
 
@@ -12,26 +13,67 @@ internal static class Daemon
     public static string PidFile =>
         Environment.GetEnvironmentVariable("SERVESHARP_PID_FILE") is { Length: > 0 } p ? p : Path.Combine(Path.GetTempPath(), ".servesharp.pid");
 
+    /// <summary>
+    /// The pid of a running server, or null. A stale pid file never blocks a start: the pid must be alive (not a
+    /// zombie left by kill -9) and be the same process that wrote the file (its start time matches), not a later
+    /// program that was given the same pid.
+    /// </summary>
     public static int? RunningPid()
     {
-        if (!File.Exists(PidFile) || !int.TryParse(File.ReadAllText(PidFile).Trim(), out var pid)) return null;
+        string[] fields;
         try
         {
-            using var process = Process.GetProcessById(pid);
-            return process.HasExited ? null : pid;
+            fields = File.ReadAllText(PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         }
-        catch (ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        if (fields.Length == 0 || !int.TryParse(fields[0], NumberStyles.None, CultureInfo.InvariantCulture, out var pid)) return null;
+        if (ProcStat(pid) is not var (state, started) || state is 'Z' or 'X') return null;
+        return fields.Length < 2 || fields[1] == started ? pid : null;
+    }
+
+    /// <summary>Writes "pid start-time" (the start time tells this process from a later one with the same pid).</summary>
+    public static void WritePid()
+    {
+        var pid = Environment.ProcessId;
+        var started = ProcStat(pid)?.Started;
+        File.WriteAllText(PidFile, started is null ? pid.ToString(CultureInfo.InvariantCulture) : $"{pid} {started}");
+    }
+
+    public static void RemovePid()
+    {
+        if (PidFileOwner() == Environment.ProcessId) File.Delete(PidFile);
+    }
+
+    private static int? PidFileOwner()
+    {
+        try
+        {
+            var first = File.ReadAllText(PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+            return int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or IndexOutOfRangeException)
         {
             return null;
         }
     }
 
-    public static void WritePid() => File.WriteAllText(PidFile, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-
-    public static void RemovePid()
+    // /proc/PID/stat: "pid (comm) state ppid ... starttime(22nd) ..."; comm may hold spaces and parentheses.
+    private static (char State, string Started)? ProcStat(int pid)
     {
-        if (File.Exists(PidFile) && File.ReadAllText(PidFile).Trim() == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
-            File.Delete(PidFile);
+        string text;
+        try
+        {
+            text = File.ReadAllText($"/proc/{pid}/stat");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        var rest = text[(text.LastIndexOf(')') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return rest.Length > 19 ? (rest[0][0], rest[19]) : null;
     }
 
     /// <summary>Starts this program again with --foreground, detached, its output appended to <paramref name="logFile"/>.</summary>

@@ -23,6 +23,13 @@ internal sealed record ServerConfig
     public long MaxRequestSize { get; init; } = 6_553_500;
     public long MaxResponseSize { get; init; } = 6_553_500;
     public int NumberOfGpu { get; init; }
+
+    /// <summary>default_worker_isolation: "process" or "in-process" for every model without its own workerIsolation;
+    /// null: process for archive (.cs/.dll) handlers, in-process for built-ins.</summary>
+    public string? DefaultWorkerIsolation { get; init; }
+
+    /// <summary>worker_user: when the server runs as root, worker processes run as this user.</summary>
+    public string? WorkerUser { get; init; }
     public IReadOnlyList<string> AllowedUrls { get; init; } = ["file://.*", "http(s)?://.*"];
     public bool DisableTokenAuthorization { get; init; }
     public bool EnableModelApi { get; init; }
@@ -74,6 +81,8 @@ internal sealed record ServerConfig
             MaxRequestSize = Long(values, "max_request_size") ?? defaults.MaxRequestSize,
             MaxResponseSize = Long(values, "max_response_size") ?? defaults.MaxResponseSize,
             NumberOfGpu = Int(values, "number_of_gpu") ?? 0,
+            DefaultWorkerIsolation = Isolation(values.GetValueOrDefault("default_worker_isolation")),
+            WorkerUser = values.GetValueOrDefault("worker_user") is { Length: > 0 } user ? user : null,
             AllowedUrls = values.TryGetValue("allowed_urls", out var urls) ? List(urls) : defaults.AllowedUrls,
             DisableTokenAuthorization = Bool(values, "disable_token_authorization") ?? false,
             EnableModelApi = Bool(values, "enable_model_api") ?? false,
@@ -98,6 +107,7 @@ internal sealed record ServerConfig
         "default_workers_per_model", "job_queue_size", "default_response_timeout", "default_startup_timeout",
         "batch_size", "max_batch_delay", "max_request_size", "max_response_size", "number_of_gpu", "allowed_urls",
         "disable_token_authorization", "enable_model_api", "enable_envvars_config", "max_archive_size", "models",
+        "default_worker_isolation", "worker_user",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)
@@ -105,6 +115,18 @@ internal sealed record ServerConfig
         if (!values.TryGetValue(key, out var text)) return fallback;
         if (Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") return uri;
         throw new FormatException($"config.properties: {key} '{text}' is not an http(s)://host:port address");
+    }
+
+    private static string? Isolation(string? text)
+    {
+        try
+        {
+            return Archive.ModelConfigReader.ParseIsolation(text);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"config.properties: default_worker_isolation: {e.Message}");
+        }
     }
 
     private static string[] List(string? text) =>

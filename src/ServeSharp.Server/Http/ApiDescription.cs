@@ -6,7 +6,7 @@ namespace ServeSharp.Server.Http;
 internal static class ApiDescription
 {
     public static readonly JsonObject Inference = Document("ServeSharp inference API", [
-        ("/ping", "get", "Health of the server: Healthy, or Unhealthy (500) when a model has fewer workers than minWorkers"),
+        ("/ping", "get", "Health of the server: Healthy, or Unhealthy (500) when a model has fewer workers than minWorkers and they are not being restarted within maxRetryTimeoutInSec"),
         ("/predictions/{model_name}", "post", "Predict with the default version of a model"),
         ("/predictions/{model_name}/{model_version}", "post", "Predict with a given version of a model"),
         ("/api-description", "get", "This document"),

@@ -23,6 +23,9 @@ internal sealed record WorkerDescription(
     [property: JsonPropertyName("gpu")] bool Gpu,
     [property: JsonPropertyName("gpuUsage")] string GpuUsage,
     [property: JsonPropertyName("intraOpThreads")] int IntraOpThreads,
+    [property: JsonPropertyName("isolation")] string Isolation,
+    [property: JsonPropertyName("restarts")] int Restarts,
+    [property: JsonPropertyName("lastExitReason"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? LastExitReason,
     [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error);
 
 internal sealed record ModelDescription(

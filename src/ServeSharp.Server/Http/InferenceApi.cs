@@ -10,8 +10,7 @@ internal static class InferenceApi
     [
         new(Api.Inference, "GET", "/ping", http =>
         {
-            // Unhealthy when any model has fewer ready workers than its minWorkers (TorchServe's rule).
-            var healthy = models.AllModels().All(m => m.ReadyWorkerCount >= m.Settings.MinWorkers);
+            var healthy = models.IsHealthy();
             return Respond.Status(http, healthy ? 200 : 500, healthy ? "Healthy" : "Unhealthy");
         }, Open: true),
         new(Api.Inference, "POST", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config)),

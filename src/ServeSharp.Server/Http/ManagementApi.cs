@@ -111,7 +111,8 @@ internal static class ManagementApi
     {
         var (gpu, usage) = WorkLoadManager.Device(w);
         return new WorkerDescription(w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.State),
-            memory, Environment.ProcessId, gpu, usage, w.IntraOpThreads, w.FailureReason);
+            w.ResidentBytes ?? memory, w.ProcessId, gpu, usage, w.IntraOpThreads, w.Isolation == WorkerIsolation.Process ? "process" : "in-process",
+            w.Restarts, w.LastExitReason, w.FailureReason);
     }
 
     // TorchServe's names for a worker's state; FAILED is ours (TorchServe shows such a worker as UNLOADING while it retries).

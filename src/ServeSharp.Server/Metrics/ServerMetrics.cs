@@ -23,6 +23,7 @@ internal sealed class ServerMetrics
     private readonly Gauge _handlerTime;
     private readonly Gauge _predictionTime;
     private readonly Histogram _batchSize;
+    private readonly Counter _workerRestarts;
 
     public ServerMetrics()
     {
@@ -47,6 +48,8 @@ internal sealed class ServerMetrics
             LabelNames = model,
             Buckets = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64],
         });
+        // Not one of TorchServe's either: workers that died, timed out or failed to load, each of which the pool replaces.
+        _workerRestarts = f.CreateCounter("ts_worker_restarts_total", "Workers lost (crashed, killed, failed to load) and replaced", model);
     }
 
     public void RequestCompleted(int statusCode)
@@ -72,6 +75,8 @@ internal sealed class ServerMetrics
     }
 
     public void BatchFormed(string model, string version, int size) => _batchSize.WithLabels(model, version, _host).Observe(size);
+
+    public void WorkerLost(string model, string version) => _workerRestarts.WithLabels(model, version, _host).Inc();
 
     public void WorkerLoaded(string workerName, TimeSpan took) =>
         _workerLoadTime.WithLabels(workerName, "Host", _host).Set(took.TotalMilliseconds);

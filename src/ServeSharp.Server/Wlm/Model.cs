@@ -38,6 +38,9 @@ internal sealed class Model : IDisposable
 
     /// <summary>The url a restart registers this model from (the model-store file for downloaded archives).</summary>
     public string SnapshotUrl { get; init; } = "";
+
+    /// <summary>The management API's <c>handler</c> parameter, when it replaced the archive's.</summary>
+    public string? HandlerOverride { get; init; }
     public ModelArchive Archive { get; }
     public HandlerFactory Factory { get; }
     public bool LoadedAtStartup { get; }
@@ -51,11 +54,27 @@ internal sealed class Model : IDisposable
 
     private int _failures;
 
-    /// <summary>Counts a worker that failed to load or died; returns how many failed in a row before it (TorchServe's back-off index).</summary>
-    public int RecordFailure() => Interlocked.Increment(ref _failures) - 1;
+    private long _recoveringSince;
 
-    /// <summary>A worker loaded: the next failure starts the back-off from the beginning.</summary>
-    public void ResetFailures() => Volatile.Write(ref _failures, 0);
+    /// <summary>
+    /// Counts a worker that failed to load or died; returns how many failed in a row before it (TorchServe's back-off index).
+    /// The first failure of a row starts the recovery clock (<paramref name="now"/>, a TimeProvider timestamp).
+    /// </summary>
+    public int RecordFailure(long now)
+    {
+        Interlocked.CompareExchange(ref _recoveringSince, now, 0);
+        return Interlocked.Increment(ref _failures) - 1;
+    }
+
+    /// <summary>A worker loaded: the next failure starts the back-off (and the recovery clock) from the beginning.</summary>
+    public void ResetFailures()
+    {
+        Volatile.Write(ref _failures, 0);
+        Volatile.Write(ref _recoveringSince, 0);
+    }
+
+    /// <summary>When the current row of failures began (TimeProvider timestamp), or null when no worker is being recovered.</summary>
+    public long? RecoveringSince => Volatile.Read(ref _recoveringSince) is var t && t != 0 ? t : null;
 
     /// <summary>Failed loads (or deaths) in a row, for describe.</summary>
     public int ConsecutiveFailures => Volatile.Read(ref _failures);

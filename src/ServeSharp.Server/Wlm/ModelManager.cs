@@ -68,10 +68,14 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             {
                 throw new BadRequestException(e.Message, inner: e);
             }
-            model = new Model(name, version, request.Url, archive, factory, Settings(name, version, archive.Config, request), config.JobQueueSize,
+            var settings = Settings(name, version, archive.Config, request, builtIn: factory.LoadContext is null);
+            // A process worker loads its handler in its own process: the server's copy only proved that it loads.
+            if (settings.Isolation == WorkerIsolation.Process) factory.Dispose();
+            model = new Model(name, version, request.Url, archive, factory, settings, config.JobQueueSize,
                 request.LoadedAtStartup, metrics, time, loggers.CreateLogger($"ServeSharp.Model.{name}"))
             {
                 SnapshotUrl = ModelSource.SnapshotName(request.Url, path),
+                HandlerOverride = request.Handler,
             };
         }
         catch
@@ -114,6 +118,17 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         Save();
         return (model, true);
     }
+
+    /// <summary>
+    /// /ping: unhealthy when a model has fewer ready workers than its minWorkers, unless they are being restarted and
+    /// maxRetryTimeoutInSec has not passed since the first failure (TorchServe's rule: one crashed worker is not an outage).
+    /// </summary>
+    public bool IsHealthy() => AllModels().All(m => m.ReadyWorkerCount >= m.Settings.MinWorkers || Recovering(m));
+
+    // A worker that has just failed is listed FAILED a moment before its failure is counted: that is recovery too.
+    private bool Recovering(Model m) => m.RecoveringSince is { } since
+        ? time.GetElapsedTime(since).TotalSeconds < m.Settings.MaxRetryTimeoutSeconds
+        : m.Workers.Any(w => w.State == WorkerState.Failed);
 
     /// <summary>Sets min/max workers and brings the pool there (TorchServe keeps minWorkers running).</summary>
     public async Task ScaleAsync(Model model, int? minWorkers, int? maxWorkers, bool synchronous, CancellationToken cancellationToken)
@@ -246,7 +261,7 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         }
     }
 
-    private WorkerSettings Settings(string name, string version, ModelConfig yaml, RegisterRequest request)
+    private WorkerSettings Settings(string name, string version, ModelConfig yaml, RegisterRequest request, bool builtIn)
     {
         var block = config.Models.TryGetValue(name, out var versions) && versions.TryGetValue(version, out var s) ? s : null;
         var min = request.InitialWorkers ?? yaml.MinWorkers ?? block?.MinWorkers ?? (request.LoadedAtStartup ? config.DefaultWorkersPerModel : 0);
@@ -262,6 +277,10 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             StartupTimeoutSeconds = Math.Max(1, yaml.StartupTimeout ?? config.DefaultStartupTimeout),
             DeviceType = yaml.DeviceType ?? (config.NumberOfGpu > 0 ? "gpu" : "cpu"),
             DeviceIds = yaml.DeviceIds ?? [],
+            Isolation = (yaml.WorkerIsolation ?? config.DefaultWorkerIsolation ?? (builtIn ? "in-process" : "process")) == "process"
+                ? WorkerIsolation.Process : WorkerIsolation.InProcess,
+            MaxWorkerMemoryMB = yaml.MaxWorkerMemoryMB,
+            MaxRetryTimeoutSeconds = Math.Max(0, yaml.All.GetInt("maxRetryTimeoutInSec") ?? 300),
         };
     }
 

@@ -3,6 +3,7 @@ using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Metrics;
+using ServeSharp.Server.Workers;
 
 namespace ServeSharp.Server.Wlm;
 
@@ -34,9 +35,10 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
     /// <summary>
     /// Brings <paramref name="model"/> to <paramref name="target"/> live workers. New workers load in parallel
     /// (a failed one is retried with back-off); removed workers, newest first, finish the batch in hand.
-    /// Returns how many of the new workers loaded.
+    /// Returns how many of the new workers loaded. A replacement names the worker it replaces (<paramref name="replacing"/>),
+    /// so describe can show the slot's restarts and why its last worker left.
     /// </summary>
-    public async Task<int> ScaleAsync(Model model, int target, CancellationToken cancellationToken)
+    public async Task<int> ScaleAsync(Model model, int target, CancellationToken cancellationToken, WorkerThread? replacing = null)
     {
         await model.ScaleGate.WaitAsync(cancellationToken);
         List<WorkerThread> starting = [];
@@ -45,7 +47,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
         {
             var live = model.Workers.Where(w => w.IsLive).ToList();
             for (var i = live.Count; i < target && model.State is not (ModelState.Draining or ModelState.Unloaded); i++)
-                starting.Add(NewWorker(model));
+                starting.Add(NewWorker(model, i == live.Count ? replacing : null));
             if (live.Count > target) retiring = [.. live.OrderByDescending(w => w.StartTime).ThenByDescending(w => w.Id).Take(live.Count - target)];
             foreach (var w in retiring) _ = w.RetireAsync();
         }
@@ -98,7 +100,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
         model.TryMove(ModelState.Draining, ModelState.Unloaded);
     }
 
-    private WorkerThread NewWorker(Model model)
+    private WorkerThread NewWorker(Model model, WorkerThread? replacing)
     {
         var settings = model.Settings;
         var gpu = AssignGpu(model, settings);
@@ -113,7 +115,17 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
             IntraOpThreads = ThreadPlanner.IntraOpThreads(Environment.ProcessorCount, planned, model.Archive.Config.Handler.GetInt("intra_op_threads")),
             InterOpThreads = 1,
         }, logger, model.Name, model.Version);
-        var worker = new WorkerThread(model, model.Factory, context, metrics, time, logger) { Idle = model.Aggregator.WorkerIdle };
+        var id = WorkerThread.NextId();
+        IWorkerBackend backend = settings.Isolation == WorkerIsolation.Process
+            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", model.HandlerOverride, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger)
+            : new InProcessBackend(model.Factory);
+        var worker = new WorkerThread(id, model, backend, context, metrics, time, logger)
+        {
+            Idle = model.Aggregator.WorkerIdle,
+            Isolation = settings.Isolation,
+            Restarts = replacing is null ? 0 : replacing.Restarts + 1,
+            LastExitReason = replacing?.FailureReason ?? replacing?.LastExitReason,
+        };
         model.Add(worker);
         return worker;
     }
@@ -146,7 +158,8 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
     private void OnWorkerLost(Model model, WorkerThread dead)
     {
         if (model.State is ModelState.Draining or ModelState.Unloaded) return;
-        var failures = model.RecordFailure();
+        var failures = model.RecordFailure(time.GetTimestamp());
+        metrics.WorkerLost(model.Name, model.Version);
         if (model.LiveWorkerCount == 0)
         {
             model.TryMove(ModelState.Failed, ModelState.Loading, ModelState.Ready);
@@ -166,7 +179,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
             if (model.LiveWorkerCount < wanted)
             {
                 model.Remove(dead);
-                await ScaleAsync(model, wanted, model.Lifetime);
+                await ScaleAsync(model, wanted, model.Lifetime, dead);
             }
             else
             {

@@ -15,4 +15,9 @@ internal sealed record WorkerSettings
     public int StartupTimeoutSeconds { get; init; } = 120;
     public string DeviceType { get; init; } = "cpu";
     public IReadOnlyList<int> DeviceIds { get; init; } = [];
+    public WorkerIsolation Isolation { get; init; }
+
+    /// <summary>TorchServe's maxRetryTimeoutInSec: how long a model whose workers are being restarted still counts as healthy.</summary>
+    public int MaxRetryTimeoutSeconds { get; init; } = 300;
+    public int? MaxWorkerMemoryMB { get; init; }
 }

@@ -9,19 +9,21 @@ namespace ServeSharp.Server.Wlm;
 internal enum WorkerState { Loading, Ready, Busy, Stopping, Stopped, Failed }
 
 /// <summary>
-/// One worker: a dedicated, long-lived thread that owns one handler instance. It initialises the handler, then
-/// runs the batches the model's <see cref="BatchAggregator"/> hands it, one at a time, and tells the aggregator
-/// when it is free again. It never reads the queue itself.
-/// A batch that overruns responseTimeout is answered with an error at once and its token cancelled; a handler
-/// that honours the token brings the worker back into service, one that does not within the grace period gets
-/// the worker abandoned (its thread runs on; the pool replaces it).
+/// One worker: a dedicated, long-lived thread that owns one handler, through its <see cref="IWorkerBackend"/> (in
+/// this process, or in a worker process of its own). It loads the handler, then runs the batches the model's
+/// <see cref="BatchAggregator"/> hands it, one at a time, and tells the aggregator when it is free again. It never
+/// reads the queue itself.
+/// A batch that overruns responseTimeout is answered with an error at once and its token cancelled. A worker
+/// process is then killed (its CPU comes back) and replaced, as TorchServe does. An in-process handler that honours
+/// the token brings the worker back into service; one that does not within the grace period gets the worker
+/// abandoned (its thread runs on; the pool replaces it).
 /// </summary>
 internal sealed partial class WorkerThread
 {
     private static int _nextId = 9000;
 
     private readonly Model _model;
-    private readonly HandlerFactory _factory;
+    private readonly IWorkerBackend _backend;
     private readonly HandlerContext _context;
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _time;
@@ -34,15 +36,18 @@ internal sealed partial class WorkerThread
     private int _abandoned;
     private long _batchNumber;
 
-    public WorkerThread(Model model, HandlerFactory factory, HandlerContext context, ServerMetrics metrics, TimeProvider time, ILogger logger)
+    /// <summary>A new worker id (TorchServe numbers its workers from 9000).</summary>
+    public static string NextId() => Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public WorkerThread(string id, Model model, IWorkerBackend backend, HandlerContext context, ServerMetrics metrics, TimeProvider time, ILogger logger)
     {
         _model = model;
-        _factory = factory;
+        _backend = backend;
         _context = context;
         _metrics = metrics;
         _time = time;
         _logger = logger;
-        Id = Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Id = id;
         StartTime = time.GetUtcNow();
         _thread = new Thread(Run) { IsBackground = true, Name = $"W-{Id}-{model.Name}" };
     }
@@ -52,6 +57,20 @@ internal sealed partial class WorkerThread
     public int? GpuId => _context.SystemProperties.GpuId;
     public int IntraOpThreads => _context.SystemProperties.IntraOpThreads;
     public WorkerState State => (WorkerState)Volatile.Read(ref _state);
+
+    /// <summary>The process the handler runs in: a worker process's pid, or the server's own.</summary>
+    public int ProcessId => _backend.ProcessId;
+
+    /// <summary>A worker process's resident memory in bytes; null for in-process workers.</summary>
+    public long? ResidentBytes => _backend.ResidentBytes;
+
+    public WorkerIsolation Isolation { get; init; }
+
+    /// <summary>How many workers this one replaces in a row (its slot's restarts), for describe.</summary>
+    public int Restarts { get; init; }
+
+    /// <summary>Why the worker this one replaces left service, for describe.</summary>
+    public string? LastExitReason { get; init; }
 
     /// <summary>Why the worker failed (initialisation error, a handler that would not stop), for describe.</summary>
     public string? FailureReason { get; private set; }
@@ -120,23 +139,24 @@ internal sealed partial class WorkerThread
         FailureReason = reason;
         Volatile.Write(ref _state, (int)WorkerState.Failed);
         _inbox.Writer.TryComplete();
+        _backend.Kill(reason); // a process worker's load or batch ends here; an in-process handler runs on
         LogAbandoned(_logger, _model.Name, Id, reason);
         _ended.TrySetResult();
     }
 
     private void Run()
     {
-        IModelHandler? handler = null;
+        _backend.Died = reason => Abandon(reason);
         try
         {
             var loading = _time.GetTimestamp();
             try
             {
-                handler = _factory.Create();
-                handler.Initialize(_context);
+                _backend.Load(_context);
             }
             catch (Exception e)
             {
+                if (Volatile.Read(ref _abandoned) == 1) return;
                 Fail($"initialisation failed: {e.Message}");
                 LogLoadFailed(_logger, _model.Name, Id, e);
                 _started.TrySetException(new InternalServerException($"Worker {Id} of model {_model.Name} failed to load: {e.Message}", e));
@@ -153,7 +173,7 @@ internal sealed partial class WorkerThread
             while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
             {
                 if (!reader.TryRead(out var jobs)) continue;
-                RunBatch(handler, jobs);
+                RunBatch(jobs);
                 if (Volatile.Read(ref _abandoned) == 1) return;
                 if (Interlocked.CompareExchange(ref _state, (int)WorkerState.Ready, (int)WorkerState.Busy) == (int)WorkerState.Busy)
                     Idle?.Invoke(this);
@@ -161,7 +181,8 @@ internal sealed partial class WorkerThread
         }
         finally
         {
-            handler?.Dispose();
+            if (Volatile.Read(ref _abandoned) == 0) _backend.Stop(CancellationGrace);
+            _backend.Dispose();
             if (State != WorkerState.Failed) Volatile.Write(ref _state, (int)WorkerState.Stopped);
             _started.TrySetException(new InternalServerException($"Worker {Id} of model {_model.Name} stopped before it loaded"));
             _ended.TrySetResult();
@@ -174,7 +195,7 @@ internal sealed partial class WorkerThread
         Volatile.Write(ref _state, (int)WorkerState.Failed);
     }
 
-    private void RunBatch(IModelHandler handler, List<Job> jobs)
+    private void RunBatch(List<Job> jobs)
     {
         var settings = _model.Settings;
         var timeout = TimeSpan.FromSeconds(settings.ResponseTimeoutSeconds);
@@ -186,7 +207,7 @@ internal sealed partial class WorkerThread
         for (var i = 0; i < jobs.Count; i++) requests[i] = jobs[i].Request;
         try
         {
-            var outputs = handler.HandleAsync(requests, batch.Token).GetAwaiter().GetResult();
+            var outputs = _backend.Run(requests, batch.Token);
             var handlerTime = _time.GetElapsedTime(dispatched);
             if (outputs.Count != jobs.Count)
                 throw new InvalidOperationException($"the handler returned {outputs.Count} responses for a batch of {jobs.Count}");
@@ -203,6 +224,11 @@ internal sealed partial class WorkerThread
         {
             // Timed out (the jobs were answered by TimedOut) or every client left: nobody waits for this batch.
             LogCancelled(_logger, _model.Name, Id, jobs.Count, batch.TimedOut ? "responseTimeout" : "every client disconnected");
+        }
+        catch (WorkerDiedException e)
+        {
+            // The process is gone (its Died already abandoned this worker); the pool replaces it.
+            foreach (var job in jobs) job.TryFail(500, $"Worker died: {e.Message} (worker {Id} of model {_model.Name}, while running this request)", "InternalServerException");
         }
         catch (Exception e)
         {
@@ -223,6 +249,11 @@ internal sealed partial class WorkerThread
         foreach (var job in jobs)
             job.TryFail(500, $"Prediction timed out: model {_model.Name} did not answer within {seconds}s (responseTimeout); the batch was cancelled", "InternalServerException");
         LogTimedOut(_logger, _model.Name, Id, seconds);
+        if (_backend.CanKill)
+        {
+            Abandon($"the batch overran responseTimeout ({seconds}s); its process was killed");
+            return;
+        }
         ITimer? watchdog = null;
         watchdog = _time.CreateTimer(_ =>
         {
