@@ -9,8 +9,12 @@ namespace ServeSharp.Loader;
 /// a built-in name; <c>file.cs[:Namespace.Class]</c> compiled with Roslyn; <c>file.dll[:Namespace.Class]</c>
 /// in its own collectible load context. Python handlers are refused with the alternative named.
 /// </summary>
-internal sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHandler>> builtIns)
+/// <param name="builtIns">The built-in handlers by name.</param>
+/// <param name="compiledCache">Where compiled <c>.cs</c> handlers are kept for the next load of the same source (worker processes).</param>
+internal sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHandler>> builtIns, string? compiledCache = null)
 {
+    public string? CompiledCache => compiledCache;
+
     /// <summary>Resolves the archive's handler, or <paramref name="handlerOverride"/> (the management API's <c>handler</c> parameter).</summary>
     public HandlerFactory Resolve(ModelArchive archive, string? handlerOverride = null)
     {
@@ -38,7 +42,7 @@ internal sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHan
         var context = new HandlerLoadContext($"handler:{archive.ModelName}", archive.ModelDirectory);
         try
         {
-            var assembly = isCs ? CSharpHandlerCompiler.Compile(path, context) : LoadDll(context, path, file);
+            var assembly = isCs ? CSharpHandlerCompiler.Compile(path, context, compiledCache) : LoadDll(context, path, file);
             var type = FindHandlerType(assembly, file, entry);
             return new HandlerFactory(handler, () => (IModelHandler)Activator.CreateInstance(type)!, context);
         }

@@ -53,7 +53,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton<ServerMetrics>();
         s.AddSingleton(new HttpClient { Timeout = TimeSpan.FromMinutes(10) });
         s.AddSingleton<ModelSource>();
-        s.AddSingleton(new HandlerResolver(handlers));
+        s.AddSingleton(new HandlerResolver(handlers, Path.Combine(Path.GetTempPath(), "servesharp", $"compiled-{Environment.ProcessId}")));
         s.AddSingleton(new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: true));
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton<ModelManager>();

@@ -18,12 +18,12 @@ internal static class Daemon
     /// zombie left by kill -9) and be the same process that wrote the file (its start time matches), not a later
     /// program that was given the same pid.
     /// </summary>
-    public static int? RunningPid()
+    public static int? RunningPid(string? pidFile = null)
     {
         string[] fields;
         try
         {
-            fields = File.ReadAllText(PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            fields = File.ReadAllText(pidFile ?? PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -35,11 +35,11 @@ internal static class Daemon
     }
 
     /// <summary>Writes "pid start-time" (the start time tells this process from a later one with the same pid).</summary>
-    public static void WritePid()
+    public static void WritePid(string? pidFile = null)
     {
         var pid = Environment.ProcessId;
         var started = ProcStat(pid)?.Started;
-        File.WriteAllText(PidFile, started is null ? pid.ToString(CultureInfo.InvariantCulture) : $"{pid} {started}");
+        File.WriteAllText(pidFile ?? PidFile, started is null ? pid.ToString(CultureInfo.InvariantCulture) : $"{pid} {started}");
     }
 
     public static void RemovePid()

@@ -108,10 +108,10 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             return (model, false);
         }
 
-        var loaded = await workLoad.ScaleAsync(model, workers, cancellationToken);
+        var (loaded, failure) = await workLoad.ScaleAsync(model, workers, cancellationToken);
         if (workers > 0 && loaded == 0)
         {
-            var reason = model.Workers.Select(w => w.FailureReason).FirstOrDefault(r => r is not null) ?? "no worker loaded";
+            var reason = failure ?? "no worker loaded";
             await RemoveAsync(model);
             throw new InternalServerException($"Failed to start workers for model {model.Name} version {model.Version}: {reason}");
         }

@@ -12,7 +12,7 @@ namespace ServeSharp.Server.Wlm;
 /// that fail or die with TorchServe's back-off, drains workers it removes, hands out GPU ids round-robin (over
 /// deviceIds if given, else over number_of_gpu) and plans ONNX Runtime threads across every model.
 /// </summary>
-internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
+internal sealed partial class WorkLoadManager(ServerConfig config, HandlerResolver resolver, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
 {
     // TorchServe's back-off between attempts to bring a failed worker back, in seconds (reset by a load that works).
     private static readonly int[] BackOff = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597];
@@ -35,10 +35,10 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
     /// <summary>
     /// Brings <paramref name="model"/> to <paramref name="target"/> live workers. New workers load in parallel
     /// (a failed one is retried with back-off); removed workers, newest first, finish the batch in hand.
-    /// Returns how many of the new workers loaded. A replacement names the worker it replaces (<paramref name="replacing"/>),
+    /// Returns how many of the new workers loaded, and why the first that did not failed. A replacement names the worker it replaces (<paramref name="replacing"/>),
     /// so describe can show the slot's restarts and why its last worker left.
     /// </summary>
-    public async Task<int> ScaleAsync(Model model, int target, CancellationToken cancellationToken, WorkerThread? replacing = null)
+    public async Task<(int Loaded, string? Failure)> ScaleAsync(Model model, int target, CancellationToken cancellationToken, WorkerThread? replacing = null)
     {
         await model.ScaleGate.WaitAsync(cancellationToken);
         List<WorkerThread> starting = [];
@@ -64,7 +64,8 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
             model.Remove(w);
         }));
         if (model.LiveWorkerCount == 0) FailWaiting(model);
-        return loaded;
+        // Read from the workers themselves: a failed one may already have left the model for its replacement.
+        return (loaded, starting.Select(w => w.FailureReason).FirstOrDefault(r => r is not null));
     }
 
     /// <summary>
@@ -117,7 +118,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerMetrics
         }, logger, model.Name, model.Version);
         var id = WorkerThread.NextId();
         IWorkerBackend backend = settings.Isolation == WorkerIsolation.Process
-            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", model.HandlerOverride, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger)
+            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", model.HandlerOverride, resolver.CompiledCache, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger)
             : new InProcessBackend(model.Factory);
         var worker = new WorkerThread(id, model, backend, context, metrics, time, logger)
         {

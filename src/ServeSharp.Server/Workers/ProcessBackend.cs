@@ -11,7 +11,7 @@ using ServeSharp.Server.Wlm;
 namespace ServeSharp.Server.Workers;
 
 /// <summary>What a worker process is started with, besides its handler context.</summary>
-internal sealed record ProcessWorkerOptions(string WorkerName, string? Handler, string? WorkerUser, int? MaxMemoryMB);
+internal sealed record ProcessWorkerOptions(string WorkerName, string? Handler, string? CompiledCache, string? WorkerUser, int? MaxMemoryMB);
 
 /// <summary>
 /// A worker whose handler runs in a child process (<c>servesharp worker</c>), so that a handler which exits, overflows
@@ -97,7 +97,7 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
             throw new InvalidOperationException("the worker process did not identify itself with its start token");
         _ = Task.Run(() => ReadLoopAsync(header), CancellationToken.None);
 
-        var load = new WorkerLoad(context.ModelDirectory, context.ModelName, context.ModelVersion, options.Handler, context.SystemProperties);
+        var load = new WorkerLoad(context.ModelDirectory, context.ModelName, context.ModelVersion, options.Handler, options.CompiledCache, context.SystemProperties);
         Send(f =>
         {
             f.Begin(FrameType.Load).Bytes(JsonSerializer.SerializeToUtf8Bytes(load, WorkerJsonContext.Default.WorkerLoad));

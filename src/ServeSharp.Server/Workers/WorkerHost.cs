@@ -94,7 +94,7 @@ internal static partial class WorkerHost
         try
         {
             archive = ModelArchive.Open(load.ModelDirectory, Path.GetTempPath());
-            var factory = new HandlerResolver(BuiltInHandlers.All).Resolve(archive, load.Handler);
+            var factory = new HandlerResolver(BuiltInHandlers.All, load.CompiledCache).Resolve(archive, load.Handler);
             var context = HandlerContexts.For(archive, load.SystemProperties, loggers.CreateLogger($"ServeSharp.Model.{load.ModelName}"), load.ModelName, load.ModelVersion);
             handler = factory.Create();
             handler.Initialize(context);

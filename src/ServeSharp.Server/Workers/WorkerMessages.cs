@@ -4,7 +4,7 @@ using ServeSharp.Sdk;
 namespace ServeSharp.Server.Workers;
 
 /// <summary>What a worker process loads: the model's extracted folder and the worker's system properties.</summary>
-internal sealed record WorkerLoad(string ModelDirectory, string ModelName, string ModelVersion, string? Handler, SystemProperties SystemProperties);
+internal sealed record WorkerLoad(string ModelDirectory, string ModelName, string ModelVersion, string? Handler, string? CompiledCache, SystemProperties SystemProperties);
 
 [JsonSerializable(typeof(WorkerLoad))]
 internal sealed partial class WorkerJsonContext : JsonSerializerContext;

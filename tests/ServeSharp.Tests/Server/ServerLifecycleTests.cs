@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using ServeSharp.Tests.Support;
@@ -145,6 +146,33 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
         {
             Assert.Equal(HttpStatusCode.NotFound, (await management.GetAsync("/models/linear")).StatusCode);
         }
+    }
+
+    [Fact]
+    public async Task After_kill_9_the_next_start_is_not_blocked_by_the_pid_file_and_restores_the_snapshot()
+    {
+        var dir = store.NewWorkDir();
+        await using var server = ServerProcess.Start(dir, store.Store, ["--disable-token-auth", "--enable-model-api", "--ncs"]);
+        using (var management = server.Management)
+        {
+            var r = await management.PostAsync("/models?url=linear.mar&initial_workers=1&synchronous=true", null);
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        }
+        // The snapshot is written in the background: wait for the one that names the model (bounded).
+        var snapshots = Path.Combine(dir, "logs", "config");
+        for (var i = 0; i < 200 && !(Directory.Exists(snapshots) && Directory.GetFiles(snapshots).Any(f => File.ReadAllText(f).Contains("linear.mar"))); i++)
+            await Task.Delay(50);
+        var pid = int.Parse(File.ReadAllText(Path.Combine(dir, "servesharp.pid")).Split(' ')[0]);
+        using (var kill = Process.Start("kill", ["-9", pid.ToString()])) await kill.WaitForExitAsync();
+        for (var i = 0; i < 200 && File.Exists($"/proc/{pid}/stat") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal); i++)
+            await Task.Delay(50);
+
+        server.Restart(["--disable-token-auth"]);
+        await server.WaitHealthyAsync();
+        using var inference = server.Inference;
+        var response = await inference.PostAsync("/predictions/linear", new ByteArrayContent("1,2,3"u8.ToArray()));
+        Assert.StartsWith("1,2,3,-6;argmax=2", await response.Content.ReadAsStringAsync());
+        server.Stop();
     }
 
     internal static async Task<JsonElement> DescribeAsync(HttpClient management, string path)
