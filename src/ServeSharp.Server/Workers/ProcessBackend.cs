@@ -67,11 +67,13 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
     public void Load(HandlerContext context)
     {
         if (!OperatingSystem.IsLinux()) throw new PlatformNotSupportedException("process workers need Linux (Unix domain sockets, /proc); use workerIsolation: in-process");
+        // A socket path must fit sockaddr_un (107 bytes): a long TMPDIR falls back to /tmp.
         var folder = Path.Combine(Path.GetTempPath(), "servesharp", $"workers-{Environment.ProcessId}");
+        if (folder.Length > 64) folder = Path.Combine("/tmp", $"servesharp-workers-{Environment.ProcessId}");
         Directory.CreateDirectory(folder);
         // Others may reach the socket (a worker_user must) but not list the folder; the token proves the caller.
         File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
-        _socketPath = Path.Combine(folder, $"{options.WorkerName}-{Guid.NewGuid():N}.sock");
+        _socketPath = Path.Combine(folder, $"{Guid.NewGuid():N}.sock");
         var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
 
         Socket connection;
@@ -358,12 +360,12 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
         if (_socketPath is not null && File.Exists(_socketPath)) File.Delete(_socketPath);
     }
 
-    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "{Worker}: {Line}")]
+    [LoggerMessage(EventId = 7001, Level = LogLevel.Information, Message = "{Worker}: {Line}")]
     private static partial void LogOutput(ILogger logger, string worker, string line);
 
-    [LoggerMessage(EventId = 6002, Level = LogLevel.Warning, Message = "{Worker} stderr: {Line}")]
+    [LoggerMessage(EventId = 7002, Level = LogLevel.Warning, Message = "{Worker} stderr: {Line}")]
     private static partial void LogError(ILogger logger, string worker, string line);
 
-    [LoggerMessage(EventId = 6003, Level = LogLevel.Warning, Message = "{Worker}: {Reason}")]
+    [LoggerMessage(EventId = 7003, Level = LogLevel.Warning, Message = "{Worker}: {Reason}")]
     private static partial void LogMemory(ILogger logger, string worker, string reason);
 }

@@ -178,7 +178,7 @@ internal static partial class WorkerHost
             }
         }
 
-        [LoggerMessage(EventId = 6101, Level = LogLevel.Error, Message = "The handler failed a whole batch")]
+        [LoggerMessage(EventId = 7101, Level = LogLevel.Error, Message = "The handler failed a whole batch")]
         private static partial void LogBatchFailed(ILogger logger, Exception error);
     }
 

@@ -6,12 +6,12 @@ using ServeSharp.Archive;
 using ServeSharp.Bench;
 
 // tools/bench: one command, both servers, the same weights, alternating scenarios, one markdown table.
-//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching]
+//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching,isolation]
 // (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it; SERVESHARP_BENCH_SERVER=DLL
 //  measures another build of the server)
 var quick = args.Contains("--quick");
 var noPeer = args.Contains("--no-peer");
-string[] all = ["mobilenet", "resnet", "slide", "batching", "peak"];
+string[] all = ["mobilenet", "resnet", "slide", "batching", "isolation", "peak"];
 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? all;
 var root = FindRoot();
 var work = Directory.CreateDirectory(Path.Combine(root, "bench", "out")).FullName;
@@ -94,6 +94,28 @@ if (only.Contains("batching"))
         rows.Add(Row(title, clients, batching.Label, r, null));
         Say($"{title} c={clients}: {r.Throughput:F2} req/s, p99 {r.P99:F0} ms; batch sizes {Distribution(before, after)}");
     }
+}
+
+// Worker isolation: the same built-in handler in the server's process and in a worker process of its own, measured
+// alternately (two rounds each), so the socket hop's cost is a ratio taken on one machine in one run.
+if (only.Contains("isolation"))
+{
+    const string config = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n";
+    Archive("mnv3i", mobilenet.Onnx, config + "workerIsolation: in-process\n", "  mode: torchserve\n");
+    Archive("mnv3p", mobilenet.Onnx, config + "workerIsolation: process\n", "  mode: torchserve\n");
+    var inProcess = Ours("1 worker × 2 threads, in-process", "mnv3i", "/predictions/mnv3i");
+    var process = Ours("1 worker × 2 threads, worker process", "mnv3p", "/predictions/mnv3p");
+    const string title = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON: worker isolation";
+    var n = quick ? 48 : 160;
+    var results = new List<(Contender Who, LoadResult Result)>();
+    for (var round = 0; round < 2; round++)
+    {
+        foreach (var who in new[] { inProcess, process }) results.Add((who, await Measure(who, 8, n, 40)));
+    }
+    foreach (var (who, r) in results) rows.Add(Row(title, 8, who.Label, r, null));
+    double Mean(Contender who) => results.Where(r => r.Who == who).Average(r => r.Result.Throughput);
+    Say(string.Create(CultureInfo.InvariantCulture,
+        $"{title} c=8: in-process {Mean(inProcess):F2} req/s, worker process {Mean(process):F2} req/s ({Mean(process) / Mean(inProcess):P1} of in-process; peak RSS is the server's own, the worker process's is not in it)"));
 }
 
 if (only.Contains("slide"))
