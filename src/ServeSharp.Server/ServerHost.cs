@@ -53,12 +53,16 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton<ServerMetrics>();
         s.AddSingleton(new HttpClient { Timeout = TimeSpan.FromMinutes(10) });
         s.AddSingleton<ModelSource>();
-        s.AddSingleton(new HandlerResolver(handlers, Path.Combine(Path.GetTempPath(), "servesharp", $"compiled-{Environment.ProcessId}")));
+        var folders = new ServerFolders();
+        s.AddSingleton(folders);
+        s.AddSingleton(new HandlerResolver(handlers, folders.CompiledHandlers));
         s.AddSingleton(new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: true));
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton<ModelManager>();
         s.AddSingleton(config.DisableTokenAuthorization ? TokenAuthorization.Disabled : TokenAuthorization.CreateAndWrite("key_file.json"));
-        // Hosted services start in this order and stop in reverse: snapshots are written until the very end.
+        // Hosted services start in this order and stop in reverse: snapshots are written until the very end, and the
+        // scratch folders go after that.
+        s.AddHostedService(_ => folders);
         s.AddSingleton<SnapshotWriter>();
         s.AddHostedService(p => p.GetRequiredService<SnapshotWriter>());
         s.AddHostedService<WorkerPoolsService>();

@@ -7,14 +7,14 @@ namespace ServeSharp.Server.Wlm;
 /// Turns a registration <c>url</c> into a local archive path, as TorchServe does: a name in the model store,
 /// a local path, or an http(s)/file URL that must match <c>allowed_urls</c> (downloads land in the model store).
 /// </summary>
-internal sealed class ModelSource(ServerConfig config, HttpClient http)
+internal sealed class ModelSource(ServerConfig config, ServerFolders folders, HttpClient http)
 {
     private readonly Regex[] _allowed = [.. config.AllowedUrls.Select(p => new Regex("^(" + p + ")$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)))];
 
     public string ModelStore => config.ModelStore ?? throw new BadRequestException("No model store is configured (--model-store or model_store)");
 
     /// <summary>Where archives are extracted while their model is registered.</summary>
-    public string ExtractionRoot { get; } = Path.Combine(Path.GetTempPath(), "servesharp", "models-" + Environment.ProcessId);
+    public string ExtractionRoot => folders.Models;
 
     public async Task<string> ResolveAsync(string url, CancellationToken cancellationToken)
     {

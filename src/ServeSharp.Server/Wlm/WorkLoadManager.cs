@@ -12,7 +12,7 @@ namespace ServeSharp.Server.Wlm;
 /// that fail or die with TorchServe's back-off, drains workers it removes, hands out GPU ids round-robin (over
 /// deviceIds if given, else over number_of_gpu) and plans ONNX Runtime threads across every model.
 /// </summary>
-internal sealed partial class WorkLoadManager(ServerConfig config, HandlerResolver resolver, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
+internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders folders, HandlerResolver resolver, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
 {
     // TorchServe's back-off between attempts to bring a failed worker back, in seconds (reset by a load that works).
     private static readonly int[] BackOff = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597];
@@ -118,7 +118,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, HandlerResolv
         }, logger, model.Name, model.Version);
         var id = WorkerThread.NextId();
         IWorkerBackend backend = settings.Isolation == WorkerIsolation.Process
-            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", model.HandlerOverride, resolver.CompiledCache, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger)
+            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", folders.WorkerSockets, model.HandlerOverride, resolver.CompiledCache, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger)
             : new InProcessBackend(model.Factory);
         var worker = new WorkerThread(id, model, backend, context, metrics, time, logger)
         {

@@ -11,7 +11,7 @@ using ServeSharp.Server.Wlm;
 namespace ServeSharp.Server.Workers;
 
 /// <summary>What a worker process is started with, besides its handler context.</summary>
-internal sealed record ProcessWorkerOptions(string WorkerName, string? Handler, string? CompiledCache, string? WorkerUser, int? MaxMemoryMB);
+internal sealed record ProcessWorkerOptions(string WorkerName, string SocketFolder, string? Handler, string? CompiledCache, string? WorkerUser, int? MaxMemoryMB);
 
 /// <summary>
 /// A worker whose handler runs in a child process (<c>servesharp worker</c>), so that a handler which exits, overflows
@@ -68,8 +68,7 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
     {
         if (!OperatingSystem.IsLinux()) throw new PlatformNotSupportedException("process workers need Linux (Unix domain sockets, /proc); use workerIsolation: in-process");
         // A socket path must fit sockaddr_un (107 bytes): a long TMPDIR falls back to /tmp.
-        var folder = Path.Combine(Path.GetTempPath(), "servesharp", $"workers-{Environment.ProcessId}");
-        if (folder.Length > 64) folder = Path.Combine("/tmp", $"servesharp-workers-{Environment.ProcessId}");
+        var folder = options.SocketFolder.Length <= 64 ? options.SocketFolder : Path.Combine("/tmp", $"servesharp-workers-{Environment.ProcessId}");
         Directory.CreateDirectory(folder);
         // Others may reach the socket (a worker_user must) but not list the folder; the token proves the caller.
         File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);

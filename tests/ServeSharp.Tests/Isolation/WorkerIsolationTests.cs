@@ -102,7 +102,7 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
         Assert.Contains("SERVESHARP_ISOLATION_SECRET", inProcess);
         Assert.DoesNotContain("SERVESHARP_ISOLATION_SECRET", isolated);
         Assert.Contains("PATH", isolated.Split('\n'));
-        Assert.Matches(@"cwd=.*/servesharp/models-[0-9]+/fault", isolated);
+        Assert.Matches(@"cwd=.*/servesharp/[0-9]+-[0-9a-f]{8}/models/fault", isolated);
     }
 
     [Fact]
@@ -154,6 +154,19 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
         using var response = await inference.SendAsync(request);
         Assert.Equal("denied", await response.Content.ReadAsStringAsync());
         Assert.True(File.Exists(Path.Combine(dir.Path, "key_file.json")));
+    }
+
+    [Fact]
+    public async Task A_start_removes_the_scratch_folders_of_a_server_that_died()
+    {
+        using var gone = Process.Start("true")!;
+        await gone.WaitForExitAsync();
+        var parent = Path.Combine(Path.GetTempPath(), "servesharp");
+        string[] stale = [Path.Combine(parent, $"{gone.Id}-0badc0de", "models", "m"), Path.Combine(parent, $"models-{gone.Id}")];
+        foreach (var dir in stale) Directory.CreateDirectory(dir);
+        await using var server = await InProcessServer.StartAsync(store.Store);
+        Assert.False(Directory.Exists(Path.Combine(parent, $"{gone.Id}-0badc0de")));
+        Assert.False(Directory.Exists(stale[1]));
     }
 
     private static async Task<HttpResponseMessage> Send(HttpClient inference, string model, string mode)
