@@ -1,6 +1,5 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
-using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Metrics;
 
@@ -278,6 +277,6 @@ internal sealed partial class WorkerThread
     [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "Worker {WorkerId} of model {Model}: batch of {Size} cancelled ({Reason}); back in service")]
     private static partial void LogCancelled(ILogger logger, string model, string workerId, int size, string reason);
 
-    [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model} abandoned: {Reason}")]
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Worker {WorkerId} of model {Model} is out of service: {Reason}")]
     private static partial void LogAbandoned(ILogger logger, string model, string workerId, string reason);
 }
