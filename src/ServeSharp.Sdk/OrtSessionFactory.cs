@@ -6,16 +6,18 @@ namespace ServeSharp.Sdk;
 /// <summary>
 /// Creates ONNX Runtime sessions the way every handler should: full graph optimisation, explicit thread
 /// counts (workers share the cores, so oversubscription is the default enemy), and the execution provider
-/// chosen from the device type. The CUDA path exists only in builds made with <c>-p:ServeSharpGpu=true</c>.
+/// chosen from the device type the server assigned (CUDA on the worker's GPU, or CPU).
 /// </summary>
 public static partial class OrtSessionFactory
 {
-    /// <summary>True in builds made with <c>-p:ServeSharpGpu=true</c> (the CUDA execution provider is compiled in).</summary>
-#if SERVESHARP_CUDA
-    public const bool CudaBuilt = true;
-#else
-    public const bool CudaBuilt = false;
-#endif
+    private static readonly Lazy<string?> CudaProblem = new(ProbeCuda);
+
+    /// <summary>
+    /// Null when ONNX Runtime's CUDA provider can be used in this process; otherwise why not, in ONNX Runtime's words
+    /// (the CPU package, or a CUDA / cuDNN library that is missing: "libcublasLt.so.13: cannot open shared object file").
+    /// Probed once.
+    /// </summary>
+    public static string? CudaUnavailableReason => CudaProblem.Value;
 
     /// <summary>Opens <paramref name="modelPath"/> for the worker described by <paramref name="properties"/>.</summary>
     public static InferenceSession Create(string modelPath, SystemProperties properties, ILogger logger)
@@ -32,13 +34,17 @@ public static partial class OrtSessionFactory
 
         if (properties.DeviceType == "gpu")
         {
-#if SERVESHARP_CUDA
             var gpu = properties.GpuId ?? 0;
-            options.AppendExecutionProvider_CUDA(gpu);
+            try
+            {
+                options.AppendExecutionProvider_CUDA(gpu);
+            }
+            catch (OnnxRuntimeException e)
+            {
+                // The server checks CUDA before it assigns a GPU: this is a handler run outside it, or a device that failed.
+                throw new HandlerLoadException($"{Path.GetFileName(modelPath)}: deviceType gpu, but ONNX Runtime's CUDA provider cannot be used on GPU {gpu}: {e.Message}", e);
+            }
             LogCuda(logger, modelPath, gpu);
-#else
-            LogCpuFallback(logger, modelPath);
-#endif
         }
 
         try
@@ -51,11 +57,41 @@ public static partial class OrtSessionFactory
         }
     }
 
-#if SERVESHARP_CUDA
+    // Appending the provider loads libonnxruntime_providers_cuda.so and the CUDA libraries it needs; no session, no
+    // device memory. The CPU package and a machine without CUDA both fail here, with a message naming what is missing.
+    private static string? ProbeCuda()
+    {
+        try
+        {
+            using var options = new SessionOptions();
+            options.AppendExecutionProvider_CUDA(0);
+            return null;
+        }
+        catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+        {
+            return MissingLibrary() ?? e.Message.Trim();
+        }
+    }
+
+    // ONNX Runtime says only "Failed to load shared library"; the loader's own error names the library that is missing.
+    private static string? MissingLibrary()
+    {
+        var provider = Path.Combine(AppContext.BaseDirectory, "runtimes", $"linux-{System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant()}", "native", "libonnxruntime_providers_cuda.so");
+        if (!File.Exists(provider)) provider = Path.Combine(AppContext.BaseDirectory, "libonnxruntime_providers_cuda.so");
+        if (!File.Exists(provider)) return "this build has no CUDA provider (libonnxruntime_providers_cuda.so): it was built with the CPU ONNX Runtime package";
+        try
+        {
+            System.Runtime.InteropServices.NativeLibrary.Free(System.Runtime.InteropServices.NativeLibrary.Load(provider));
+            return null;
+        }
+        catch (DllNotFoundException e)
+        {
+            // .NET's message ends with the loader's line: "libcublasLt.so.13: cannot open shared object file: No such file or directory".
+            var loader = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[^1];
+            return $"libonnxruntime_providers_cuda.so cannot load: {loader}";
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Loading {Model} on CUDA device {Gpu}")]
     private static partial void LogCuda(ILogger logger, string model, int gpu);
-#else
-    [LoggerMessage(Level = LogLevel.Warning, Message = "deviceType gpu requested for {Model}, but this build has the CPU ONNX Runtime (build with -p:ServeSharpGpu=true for CUDA); running on CPU")]
-    private static partial void LogCpuFallback(ILogger logger, string model);
-#endif
 }

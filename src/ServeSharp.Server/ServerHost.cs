@@ -7,6 +7,7 @@ using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Http;
 using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Wlm;
+using ServeSharp.Sdk;
 
 namespace ServeSharp.Server;
 
@@ -33,11 +34,18 @@ internal sealed partial class ServerHost : IAsyncDisposable
         return new Uri($"http://{listen.IPEndPoint!}");
     }
 
-    /// <summary>Builds and starts the host; <paramref name="time"/> is for tests that drive batching and timeouts.</summary>
+    /// <summary>
+    /// Builds and starts the host. <paramref name="time"/> is for tests that drive batching and timeouts;
+    /// <paramref name="cudaProblem"/> for tests that check GPU assignment on machines without CUDA (null: probe ONNX Runtime).
+    /// </summary>
     public static async Task<ServerHost> StartAsync(StartOptions options, ILoggerFactory loggers, CancellationToken cancellationToken, TimeProvider? time = null,
-        IReadOnlyDictionary<string, Func<Sdk.IModelHandler>>? extraBuiltIns = null)
+        IReadOnlyDictionary<string, Func<Sdk.IModelHandler>>? extraBuiltIns = null, Func<string?>? cudaProblem = null)
     {
         var config = options.Config;
+        // number_of_gpu defaults to the GPUs this process can see (TorchServe counts them with nvidia-smi).
+        var gpus = config.NumberOfGpu is { } configured ? (Count: configured, How: "number_of_gpu in config.properties") : GpuInventory.Detect();
+        config = config with { NumberOfGpu = gpus.Count };
+        options = options with { Config = config };
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(loggers);
@@ -58,6 +66,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(new HandlerResolver(handlers, folders.CompiledHandlers));
         s.AddSingleton(new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: true));
         s.AddSingleton<WorkLoadManager>();
+        s.AddSingleton(new DevicePlanner(config, cudaProblem ?? (() => OrtSessionFactory.CudaUnavailableReason)));
         s.AddSingleton<ModelManager>();
         s.AddSingleton(config.DisableTokenAuthorization ? TokenAuthorization.Disabled : TokenAuthorization.CreateAndWrite("key_file.json"));
         // Hosted services start in this order and stop in reverse: snapshots are written until the very end, and the
@@ -90,6 +99,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         foreach (var warning in config.Warnings) LogWarning(logger, warning);
         var auth = app.Services.GetRequiredService<TokenAuthorization>();
         if (auth.Enabled) LogKeys(logger, auth.KeyFile!);
+        LogGpus(logger, gpus.Count, gpus.How, gpus.Count == 0 ? "not needed" : OrtSessionFactory.CudaUnavailableReason ?? "usable");
 
         await app.StartAsync(cancellationToken);
         var host = new ServerHost(app, listeners);
@@ -138,6 +148,9 @@ internal sealed partial class ServerHost : IAsyncDisposable
         });
         return bound!;
     }
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "GPUs: number_of_gpu {Count} ({How}); ONNX Runtime's CUDA provider: {Cuda}")]
+    private static partial void LogGpus(ILogger logger, int count, string how, string cuda);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "{Warning}")]
     private static partial void LogWarning(ILogger logger, string warning);

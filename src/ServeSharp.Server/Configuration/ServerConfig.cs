@@ -22,7 +22,8 @@ internal sealed record ServerConfig
     public int DefaultMaxBatchDelay { get; init; } = 100;
     public long MaxRequestSize { get; init; } = 6_553_500;
     public long MaxResponseSize { get; init; } = 6_553_500;
-    public int NumberOfGpu { get; init; }
+    /// <summary>number_of_gpu; null until the host fills in the GPUs it detects (<see cref="GpuInventory"/>).</summary>
+    public int? NumberOfGpu { get; init; }
 
     /// <summary>default_worker_isolation: "process" or "in-process" for every model without its own workerIsolation;
     /// null: process for archive (.cs/.dll) handlers, in-process for built-ins.</summary>
@@ -80,7 +81,7 @@ internal sealed record ServerConfig
             DefaultMaxBatchDelay = Int(values, "max_batch_delay") ?? defaults.DefaultMaxBatchDelay,
             MaxRequestSize = Long(values, "max_request_size") ?? defaults.MaxRequestSize,
             MaxResponseSize = Long(values, "max_response_size") ?? defaults.MaxResponseSize,
-            NumberOfGpu = Int(values, "number_of_gpu") ?? 0,
+            NumberOfGpu = Int(values, "number_of_gpu"),
             DefaultWorkerIsolation = Isolation(values.GetValueOrDefault("default_worker_isolation")),
             WorkerUser = values.GetValueOrDefault("worker_user") is { Length: > 0 } user ? user : null,
             AllowedUrls = values.TryGetValue("allowed_urls", out var urls) ? List(urls) : defaults.AllowedUrls,

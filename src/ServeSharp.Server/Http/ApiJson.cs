@@ -22,6 +22,8 @@ internal sealed record WorkerDescription(
     [property: JsonPropertyName("pid")] int Pid,
     [property: JsonPropertyName("gpu")] bool Gpu,
     [property: JsonPropertyName("gpuUsage")] string GpuUsage,
+    [property: JsonPropertyName("deviceType")] string DeviceType,
+    [property: JsonPropertyName("fallbackReason"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? FallbackReason,
     [property: JsonPropertyName("intraOpThreads")] int IntraOpThreads,
     [property: JsonPropertyName("isolation")] string Isolation,
     [property: JsonPropertyName("restarts")] int Restarts,

@@ -109,9 +109,8 @@ internal static class ManagementApi
 
     private static WorkerDescription Describe(WorkerThread w, long memory)
     {
-        var (gpu, usage) = WorkLoadManager.Device(w);
         return new WorkerDescription(w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.State),
-            w.ResidentBytes ?? memory, w.ProcessId, gpu, usage, w.IntraOpThreads, w.Isolation == WorkerIsolation.Process ? "process" : "in-process",
+            w.ResidentBytes ?? memory, w.ProcessId, w.GpuId is not null, w.GpuId is { } g ? $"gpu {g}" : "N/A", w.DeviceType, w.FallbackReason, w.IntraOpThreads, w.Isolation == WorkerIsolation.Process ? "process" : "in-process",
             w.Restarts, w.LastExitReason, w.FailureReason);
     }
 

@@ -55,6 +55,10 @@ internal sealed class Model : IDisposable
     private int _failures;
 
     private long _recoveringSince;
+    private int _deviceCounter;
+
+    /// <summary>The next index into deviceIds for a new worker (TorchServe's per-model counter).</summary>
+    public int NextDeviceIndex(int count) => GpuAssignment.NextOwn(ref _deviceCounter, count);
 
     /// <summary>
     /// Counts a worker that failed to load or died; returns how many failed in a row before it (TorchServe's back-off index).

@@ -28,7 +28,7 @@ internal sealed record RegisterRequest
 /// default version, and admit predictions into a model's queue. Every change is handed to the snapshot writer.
 /// </summary>
 internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager workLoad, ModelSource source, HandlerResolver resolver,
-    SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
+    DevicePlanner devices, SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
 {
     private readonly ILogger _logger = loggers.CreateLogger("ServeSharp.ModelManager");
     private readonly object _gate = new();
@@ -68,7 +68,17 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             {
                 throw new BadRequestException(e.Message, inner: e);
             }
-            var settings = Settings(name, version, archive.Config, request, builtIn: factory.LoadContext is null);
+            WorkerSettings settings;
+            try
+            {
+                settings = devices.Plan(name, Settings(name, version, archive.Config, request, builtIn: factory.LoadContext is null), explicitDevice: archive.Config.DeviceType is not null);
+            }
+            catch
+            {
+                factory.Dispose();
+                throw;
+            }
+            if (settings.FallbackReason is { } fallback) LogCpuFallback(_logger, name, fallback);
             // A process worker loads its handler in its own process: the server's copy only proved that it loads.
             if (settings.Isolation == WorkerIsolation.Process) factory.Dispose();
             model = new Model(name, version, request.Url, archive, factory, settings, config.JobQueueSize,
@@ -303,6 +313,9 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
 
     [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "Model {Model} version {Version} unregistered")]
     private static partial void LogUnregistered(ILogger logger, string model, string version);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "Model {Model} runs on CPU: {Reason}")]
+    private static partial void LogCpuFallback(ILogger logger, string model, string reason);
 
     [LoggerMessage(EventId = 4004, Level = LogLevel.Error, Message = "Model {Model}: scaling workers failed")]
     private static partial void LogScaleFailed(ILogger logger, string model, Exception error);

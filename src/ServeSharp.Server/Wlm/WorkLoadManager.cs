@@ -126,6 +126,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
             Isolation = settings.Isolation,
             Restarts = replacing is null ? 0 : replacing.Restarts + 1,
             LastExitReason = replacing?.FailureReason ?? replacing?.LastExitReason,
+            FallbackReason = settings.FallbackReason,
         };
         model.Add(worker);
         return worker;
@@ -199,33 +200,16 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
     private static void FailWaiting(Model model) =>
         model.Aggregator.FailWaiting(503, $"Model \"{model.Name}\" has no worker to serve inference request. Please use scale workers API to add workers.", "ServiceUnavailableException");
 
+    // TorchServe's rule (WorkLoadManager.addThreads); registration (DevicePlanner) already made sure a gpu model can have one.
     private int? AssignGpu(Model model, WorkerSettings settings)
     {
-        if (settings.DeviceType != "gpu" && (settings.DeviceType == "cpu" || config.NumberOfGpu == 0)) return null;
-        var slot = Interlocked.Increment(ref _gpuCounter) - 1;
-        int? gpu = settings.DeviceIds.Count > 0 ? settings.DeviceIds[slot % settings.DeviceIds.Count]
-            : config.NumberOfGpu > 0 ? slot % config.NumberOfGpu : null;
-        if (gpu is null) LogNoGpu(_logger, model.Name);
-        else if (!OrtSessionFactory.CudaBuilt) LogCpuBuild(_logger, model.Name, gpu.Value);
-        return gpu;
+        if (settings.DeviceType != "gpu") return null;
+        if (settings.DeviceIds.Count > 0) return settings.DeviceIds[model.NextDeviceIndex(settings.DeviceIds.Count)];
+        return config.NumberOfGpu is > 0 and var gpus ? GpuAssignment.NextShared(ref _gpuCounter, gpus) : null;
     }
-
-    /// <summary>Where a worker really runs, for describe.</summary>
-    public static (bool Gpu, string Usage) Device(WorkerThread worker) => worker.GpuId switch
-    {
-        null => (false, "N/A"),
-        { } g when OrtSessionFactory.CudaBuilt => (true, $"gpu {g}"),
-        { } g => (false, $"assigned gpu {g}; CPU build, running on CPU"),
-    };
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model}: worker {WorkerId} is out of service ({Reason}); retrying in {Seconds}s")]
     private static partial void LogRetry(ILogger logger, string model, string workerId, double seconds, string reason);
-
-    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Model {Model} asks for deviceType gpu but number_of_gpu is 0 and no deviceIds are set; running on CPU")]
-    private static partial void LogNoGpu(ILogger logger, string model);
-
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Model {Model}: worker assigned GPU {Gpu}, but this build has the CPU ONNX Runtime (build with -p:ServeSharpGpu=true for CUDA); running on CPU")]
-    private static partial void LogCpuBuild(ILogger logger, string model, int gpu);
 
     [LoggerMessage(EventId = 3004, Level = LogLevel.Error, Message = "Model {Model}: could not replace a worker")]
     private static partial void LogReplaceFailed(ILogger logger, string model, Exception error);

@@ -15,6 +15,9 @@ internal sealed record WorkerSettings
     public int StartupTimeoutSeconds { get; init; } = 120;
     public string DeviceType { get; init; } = "cpu";
     public IReadOnlyList<int> DeviceIds { get; init; } = [];
+
+    /// <summary>Why a model that TorchServe's rule puts on GPU runs on CPU (no GPU, no CUDA library), for describe.</summary>
+    public string? FallbackReason { get; init; }
     public WorkerIsolation Isolation { get; init; }
 
     /// <summary>TorchServe's maxRetryTimeoutInSec: how long a model whose workers are being restarted still counts as healthy.</summary>

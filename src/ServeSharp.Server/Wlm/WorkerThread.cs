@@ -54,6 +54,12 @@ internal sealed partial class WorkerThread
     public string Id { get; }
     public DateTimeOffset StartTime { get; }
     public int? GpuId => _context.SystemProperties.GpuId;
+
+    /// <summary>"gpu" or "cpu": where the handler's sessions run.</summary>
+    public string DeviceType => _context.SystemProperties.DeviceType;
+
+    /// <summary>Why a worker TorchServe's rule would put on a GPU runs on CPU, for describe.</summary>
+    public string? FallbackReason { get; init; }
     public int IntraOpThreads => _context.SystemProperties.IntraOpThreads;
     public WorkerState State => (WorkerState)Volatile.Read(ref _state);
 

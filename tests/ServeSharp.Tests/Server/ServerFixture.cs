@@ -16,7 +16,6 @@ public sealed class ModelStoreFixture : IDisposable
         Archive("probe", "2.0", probe, "minWorkers: 1\n", fileName: "probe-v2");
         Archive("batcher", "1.0", probe, "minWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 5000\n");
         Archive("slowload", "1.0", probe, "minWorkers: 1\nhandler:\n  init_sleep_ms: 2500\n");
-        Archive("gpu", "1.0", probe, "minWorkers: 3\ndeviceType: gpu\ndeviceIds: [2, 5]\n");
         Archive("badinit", "1.0", probe, "minWorkers: 1\nhandler:\n  fail_init: true\n");
         ArchiveWriter.Write(new ArchiveSpec
         {

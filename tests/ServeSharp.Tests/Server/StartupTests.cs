@@ -36,19 +36,4 @@ public sealed class StartupTests(ModelStoreFixture store)
         Assert.Equal(1, code);
         Assert.Contains("already running", output);
     }
-
-    [Fact]
-    public async Task Gpu_models_get_device_ids_round_robin_and_a_cpu_build_says_it_runs_on_cpu()
-    {
-        await using var server = ServerProcess.Start(store.NewWorkDir(), store.Store, ["--models", "gpu=gpu.mar", "--ncs", "--disable-token-auth"]);
-        await server.WaitHealthyAsync();
-        using var management = server.Management;
-        var workers = (await ServerLifecycleTests.DescribeAsync(management, "/models/gpu")).GetProperty("workers").EnumerateArray().ToList();
-        Assert.Equal(3, workers.Count);
-        var usage = workers.Select(w => w.GetProperty("gpuUsage").GetString()!).Order().ToList();
-        Assert.Equal(2, usage.Count(u => u.StartsWith("assigned gpu 2;", StringComparison.Ordinal)));
-        Assert.Equal(1, usage.Count(u => u.StartsWith("assigned gpu 5;", StringComparison.Ordinal)));
-        Assert.All(workers, w => Assert.False(w.GetProperty("gpu").GetBoolean()));
-        Assert.Contains("this build has the CPU ONNX Runtime", server.Log());
-    }
 }
