@@ -8,7 +8,8 @@ using ServeSharp.Bench;
 // tools/bench: one command, both servers, the same weights, alternating scenarios, one markdown table.
 //   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching,isolation]
 // (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it; SERVESHARP_BENCH_SERVER=DLL
-//  measures another build of the server)
+//  measures another build of the server; --only package with SERVESHARP_BENCH_CPU_SERVER=DLL compares CPU inference through
+//  the default build's GPU ONNX Runtime package with a -p:ServeSharpCpuOnly=true build)
 var quick = args.Contains("--quick");
 var noPeer = args.Contains("--no-peer");
 string[] all = ["mobilenet", "resnet", "slide", "batching", "isolation", "peak"];
@@ -118,6 +119,39 @@ if (only.Contains("isolation"))
     var rounds = string.Join(", ", results.Chunk(2).Select(pair => (pair[1].Result.Throughput / pair[0].Result.Throughput).ToString("P1", CultureInfo.InvariantCulture)));
     Say(string.Create(CultureInfo.InvariantCulture,
         $"{title} c=8: in-process {Mean(inProcess):F2} req/s, worker process {Mean(process):F2} req/s ({Mean(process) / Mean(inProcess):P1} of in-process; by round {rounds}; peak RSS counts the server and its worker process together)"));
+}
+
+// The default build carries ONNX Runtime's GPU package; its CPU sessions should be as fast as the CPU package's.
+// Same code, same model, same threads, measured alternately in one run (three rounds).
+if (only.Contains("package"))
+{
+    var cpuOnly = Environment.GetEnvironmentVariable("SERVESHARP_BENCH_CPU_SERVER") is { Length: > 0 } dll ? dll
+        : throw new InvalidOperationException("--only package needs SERVESHARP_BENCH_CPU_SERVER=<servesharp.dll of a -p:ServeSharpCpuOnly=true build>");
+    Archive("pk_mnv3", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", "  mode: torchserve\n");
+    Archive("pk_rn50", resnet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 600\n", "  mode: torchvision\n  resize_size: 520\n");
+    Contender With(string package, string name, string path, string? serverDll) => new($"ServeSharp (1 worker × 2 threads, {package})",
+        () => BenchServer.StartServeSharpAsync(Directory.CreateDirectory(Path.Combine(work, "server-" + name)).FullName, store, [$"{name}={name}.mar"], serverDll), path);
+    (string Title, string Name, string Path, int Clients, int N)[] cases =
+    [
+        ("deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON: ONNX Runtime package", "pk_mnv3", "/predictions/pk_mnv3", 1, quick ? 24 : 64),
+        ("deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON: ONNX Runtime package", "pk_mnv3", "/predictions/pk_mnv3", 8, quick ? 48 : 128),
+        ("deeplabv3_resnet50, torchvision mode 520, mask PNG: ONNX Runtime package", "pk_rn50", "/predictions/pk_rn50?output=mask", 1, quick ? 3 : 6),
+    ];
+    foreach (var (caseTitle, name, path, clients, n) in cases)
+    {
+        var gpuPackage = With("Microsoft.ML.OnnxRuntime.Gpu 1.31.0, CPU session", name, path, null);
+        var cpuPackage = With("Microsoft.ML.OnnxRuntime 1.31.1", name, path, cpuOnly);
+        var results = new List<(Contender Who, LoadResult Result)>();
+        for (var round = 0; round < 3; round++)
+        {
+            foreach (var who in new[] { gpuPackage, cpuPackage }) results.Add((who, await Measure(who, clients, n, name == "pk_rn50" ? 0 : 40)));
+        }
+        foreach (var (who, r) in results) rows.Add(Row(caseTitle, clients, who.Label, r, null));
+        double Mean(Contender who) => results.Where(r => r.Who == who).Average(r => r.Result.Throughput);
+        var rounds = string.Join(", ", results.Chunk(2).Select(pair => (pair[0].Result.Throughput / pair[1].Result.Throughput).ToString("P1", CultureInfo.InvariantCulture)));
+        Say(string.Create(CultureInfo.InvariantCulture,
+            $"{caseTitle} c={clients}: GPU package {Mean(gpuPackage):F2} req/s, CPU package {Mean(cpuPackage):F2} req/s ({Mean(gpuPackage) / Mean(cpuPackage):P1}; by round {rounds})"));
+    }
 }
 
 if (only.Contains("slide"))

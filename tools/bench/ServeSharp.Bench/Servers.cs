@@ -54,7 +54,7 @@ public sealed class BenchServer : IDisposable
     public int Pid => _process.Id;
 
     /// <summary>servesharp --start --foreground in <paramref name="dir"/>, its config on free ports, models from the store.</summary>
-    public static async Task<BenchServer> StartServeSharpAsync(string dir, string modelStore, string[] models)
+    public static async Task<BenchServer> StartServeSharpAsync(string dir, string modelStore, string[] models, string? serverDll = null)
     {
         var port = FreePort();
         var metricsPort = FreePort();
@@ -68,7 +68,7 @@ public sealed class BenchServer : IDisposable
             job_queue_size=256
             """);
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])[ServerDll, "--start", "--foreground", "--ncs", "--disable-token-auth", "--ts-config", "config.properties", "--models", .. models])
+        foreach (var a in (string[])[serverDll ?? ServerDll, "--start", "--foreground", "--ncs", "--disable-token-auth", "--ts-config", "config.properties", "--models", .. models])
             info.ArgumentList.Add(a);
         info.Environment["SERVESHARP_PID_FILE"] = Path.Combine(dir, "servesharp.pid");
         var process = Process.Start(info)!;
