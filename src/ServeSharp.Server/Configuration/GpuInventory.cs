@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace ServeSharp.Server.Configuration;
 
 /// <summary>
@@ -8,16 +6,10 @@ namespace ServeSharp.Server.Configuration;
 /// </summary>
 internal static class GpuInventory
 {
-    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    private delegate int NvmlInit();
-
-    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    private delegate int NvmlDeviceGetCount(out uint count);
-
     /// <summary>The GPUs visible to this process, and how that was found (for the start-up log).</summary>
     public static (int Count, string How) Detect()
     {
-        var (physical, how) = NvmlDeviceCount();
+        var (physical, how) = Nvml.DeviceCount();
         var visible = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES");
         var count = Visible(visible, physical);
         return (count, visible is null ? how : $"{how}; CUDA_VISIBLE_DEVICES={visible}");
@@ -41,17 +33,5 @@ internal static class GpuInventory
             count++;
         }
         return Math.Min(count, Math.Max(physical, 0));
-    }
-
-    private static (int Count, string How) NvmlDeviceCount()
-    {
-        // NVML stays loaded and initialised for the process: GPU metrics query it again.
-        if (!NativeLibrary.TryLoad("libnvidia-ml.so.1", out var nvml)) return (0, "no NVIDIA driver (libnvidia-ml.so.1 not found)");
-        if (!NativeLibrary.TryGetExport(nvml, "nvmlInit_v2", out var init) || !NativeLibrary.TryGetExport(nvml, "nvmlDeviceGetCount_v2", out var getCount))
-            return (0, "libnvidia-ml.so.1 lacks nvmlInit_v2 / nvmlDeviceGetCount_v2");
-        var status = Marshal.GetDelegateForFunctionPointer<NvmlInit>(init)();
-        if (status != 0) return (0, $"nvmlInit_v2 failed (NVML error {status})");
-        status = Marshal.GetDelegateForFunctionPointer<NvmlDeviceGetCount>(getCount)(out var count);
-        return status == 0 ? ((int)count, $"NVML sees {count}") : (0, $"nvmlDeviceGetCount_v2 failed (NVML error {status})");
     }
 }

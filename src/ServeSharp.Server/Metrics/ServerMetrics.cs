@@ -50,6 +50,29 @@ internal sealed class ServerMetrics
         });
         // Not one of TorchServe's either: workers that died, timed out or failed to load, each of which the pool replaces.
         _workerRestarts = f.CreateCounter("ts_worker_restarts_total", "Workers lost (crashed, killed, failed to load) and replaced", model);
+        AddGpuMetrics(f);
+    }
+
+    // TorchServe's GPU metrics, per device, read from NVML at each scrape. Absent (not zero) where there is no GPU.
+    private void AddGpuMetrics(MetricFactory f)
+    {
+        var (devices, _) = Configuration.Nvml.DeviceCount();
+        if (devices == 0) return;
+        string[] labels = ["Level", "DeviceId", "Hostname"];
+        var memoryUtilization = f.CreateGauge("GPUMemoryUtilization", "GPU memory used, in percent of the device's", labels);
+        var memoryUsed = f.CreateGauge("GPUMemoryUsed", "GPU memory used, in megabytes", labels);
+        var utilization = f.CreateGauge("GPUUtilization", "GPU busy time over the last sample period, in percent", labels);
+        _registry.AddBeforeCollectCallback(() =>
+        {
+            for (var i = 0; i < devices; i++)
+            {
+                if (Configuration.Nvml.Sample(i) is not var (memory, busy)) continue;
+                var id = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                memoryUtilization.WithLabels("Host", id, _host).Set(memory.Total == 0 ? 0 : 100.0 * memory.Used / memory.Total);
+                memoryUsed.WithLabels("Host", id, _host).Set(memory.Used / (1024.0 * 1024.0));
+                utilization.WithLabels("Host", id, _host).Set(busy.Gpu);
+            }
+        });
     }
 
     public void RequestCompleted(int statusCode)

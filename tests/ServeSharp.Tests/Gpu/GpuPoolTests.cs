@@ -130,6 +130,25 @@ public sealed class GpuPoolTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task GPU_metrics_are_TorchServes_per_device_gauges_and_absent_where_there_is_no_GPU()
+    {
+        await using var server = await InProcessServer.StartAsync(_store);
+        using var metrics = server.Metrics;
+        var text = await metrics.GetStringAsync("/metrics");
+        if (Nvml.DeviceCount().Count == 0)
+        {
+            Assert.DoesNotContain("GPUUtilization", text);
+            Assert.DoesNotContain("GPUMemoryUsed", text);
+        }
+        else
+        {
+            Assert.Contains("GPUMemoryUtilization{Level=\"Host\",DeviceId=\"0\"", text);
+            Assert.Contains("GPUMemoryUsed{Level=\"Host\",DeviceId=\"0\"", text);
+            Assert.Contains("GPUUtilization{Level=\"Host\",DeviceId=\"0\"", text);
+        }
+    }
+
     [GpuFact]
     public async Task On_a_GPU_a_deviceType_gpu_model_serves_on_CUDA()
     {
