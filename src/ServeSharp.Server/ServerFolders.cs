@@ -5,19 +5,20 @@ using Microsoft.Extensions.Hosting;
 namespace ServeSharp.Server;
 
 /// <summary>
-/// The server's scratch folders under the temp folder, one set per running host: extracted archives, compiled
+/// The server's scratch folders, one private folder per running host in the temp folder: extracted archives, compiled
 /// <c>.cs</c> handlers and worker-process sockets. Removed when the host stops (it is the first hosted service, so it
 /// stops last, after every model has drained); the folders of a server that died (kill -9) are removed by the next start.
 /// </summary>
 internal sealed partial class ServerFolders : IHostedService
 {
-    private static readonly string Parent = Path.Combine(Path.GetTempPath(), "servesharp");
-
     public ServerFolders()
     {
         RemoveStale();
-        Root = Path.Combine(Parent, $"{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
-        Directory.CreateDirectory(Root);
+        // mkdtemp in the sticky temp folder: created 0700 and ours, so no other user can rename what is inside or plant
+        // a socket there; then 0711, so a worker_user can reach the paths it is given (and list nothing).
+        Root = Directory.CreateTempSubdirectory($"servesharp-{Environment.ProcessId}-").FullName;
+        if (!OperatingSystem.IsWindows())
+            File.SetUnixFileMode(Root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
     }
 
     public string Root { get; }
@@ -39,16 +40,24 @@ internal sealed partial class ServerFolders : IHostedService
         return Task.CompletedTask;
     }
 
-    // "<pid>-<8 hex>" of a process that no longer runs; also the per-pid folders of earlier versions ("models-<pid>").
+    // "servesharp-<pid>-*" of a process that no longer runs; also what earlier versions left in a shared "servesharp"
+    // folder ("<pid>-<hex>", "models-<pid>", ...). Other users' folders cannot be deleted and are left alone.
     private static void RemoveStale()
     {
-        if (!Directory.Exists(Parent)) return;
-        foreach (var dir in Directory.EnumerateDirectories(Parent))
+        var temp = Path.GetTempPath();
+        foreach (var dir in Directory.EnumerateDirectories(temp, "servesharp-*"))
         {
-            var match = Owned().Match(Path.GetFileName(dir));
-            if (match.Success && !Directory.Exists($"/proc/{int.Parse(match.Groups["pid"].Value, CultureInfo.InvariantCulture)}")) TryDelete(dir);
+            if (Owned().Match(Path.GetFileName(dir)) is { Success: true } m && Dead(m)) TryDelete(dir);
+        }
+        var legacy = Path.Combine(temp, "servesharp");
+        if (!Directory.Exists(legacy)) return;
+        foreach (var dir in Directory.EnumerateDirectories(legacy))
+        {
+            if (Legacy().Match(Path.GetFileName(dir)) is { Success: true } m && Dead(m)) TryDelete(dir);
         }
     }
+
+    private static bool Dead(Match match) => !Directory.Exists($"/proc/{int.Parse(match.Groups["pid"].Value, CultureInfo.InvariantCulture)}");
 
     private static void TryDelete(string dir)
     {
@@ -62,6 +71,9 @@ internal sealed partial class ServerFolders : IHostedService
         }
     }
 
-    [GeneratedRegex(@"^(?:(?<pid>[0-9]+)-[0-9a-f]{8}|(?:models|compiled|workers)-(?<pid>[0-9]+))$")]
+    [GeneratedRegex(@"^servesharp-(?<pid>[0-9]+)-")]
     private static partial Regex Owned();
+
+    [GeneratedRegex(@"^(?:(?<pid>[0-9]+)-[0-9a-f]{8}|(?:models|compiled|workers)-(?<pid>[0-9]+))$")]
+    private static partial Regex Legacy();
 }

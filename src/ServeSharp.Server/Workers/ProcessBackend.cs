@@ -30,6 +30,7 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
     private readonly TaskCompletionSource<string> _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process? _process;
+    private Socket? _listener;
     private NetworkStream? _stream;
     private string? _socketPath;
     private ITimer? _watch;
@@ -67,33 +68,30 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
     public void Load(HandlerContext context)
     {
         if (!OperatingSystem.IsLinux()) throw new PlatformNotSupportedException("process workers need Linux (Unix domain sockets, /proc); use workerIsolation: in-process");
-        // A socket path must fit sockaddr_un (107 bytes): a long TMPDIR falls back to /tmp.
-        var folder = options.SocketFolder.Length <= 64 ? options.SocketFolder : Path.Combine("/tmp", $"servesharp-workers-{Environment.ProcessId}");
+        var folder = options.SocketFolder;
+        if (folder.Length > 64) throw new InvalidOperationException($"the worker socket folder {folder} is too long for a Unix socket path (107 bytes): set a shorter TMPDIR");
         Directory.CreateDirectory(folder);
-        // Others may reach the socket (a worker_user must) but not list the folder; the token proves the caller.
+        // A worker_user must reach the socket; nobody else needs to. Only the child we started is accepted (its pid,
+        // from the kernel), and it must then show the token it was given on stdin.
         File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
         _socketPath = Path.Combine(folder, $"{Guid.NewGuid():N}.sock");
         var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
 
-        Socket connection;
         using (var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
         {
             listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
-            File.SetUnixFileMode(_socketPath, (UnixFileMode)0b110_110_110);
-            listener.Listen(1);
+            File.SetUnixFileMode(_socketPath, options.WorkerUser is null ? UnixFileMode.UserRead | UnixFileMode.UserWrite : (UnixFileMode)0b110_110_110);
+            listener.Listen(4);
+            _listener = listener;
             StartProcess(context.ModelDirectory, token);
-            // Kill (startupTimeout, unregister) ends the process, and with it this wait.
-            var accept = listener.AcceptAsync();
-            var exited = _process!.WaitForExitAsync();
-            Task.WhenAny(accept, exited).GetAwaiter().GetResult();
-            if (!accept.IsCompletedSuccessfully) throw new InvalidOperationException($"{ExitDescription()} before it connected");
-            connection = accept.Result;
+            if (_killReason is not null) throw new InvalidOperationException(_killReason);
+            _stream = new NetworkStream(AcceptChild(listener), ownsSocket: true);
+            _listener = null;
         }
         File.Delete(_socketPath);
-        _stream = new NetworkStream(connection, ownsSocket: true);
 
         var header = new byte[WorkerProtocol.HeaderSize];
-        var hello = WorkerProtocol.ReadAsync(_stream, header, CancellationToken.None).GetAwaiter().GetResult();
+        var hello = WorkerProtocol.ReadAsync(_stream, header, CancellationToken.None, maxPayload: 256).GetAwaiter().GetResult();
         if (hello is not (FrameType.Hello, var payload) || !HelloMatches(payload, token))
             throw new InvalidOperationException("the worker process did not identify itself with its start token");
         _ = Task.Run(() => ReadLoopAsync(header), CancellationToken.None);
@@ -108,6 +106,33 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
         if (error.Length > 0) throw new InvalidOperationException(error);
         _lastPong = time.GetTimestamp();
         _watch = time.CreateTimer(_ => Watch(), null, HeartbeatInterval, HeartbeatInterval);
+    }
+
+    // Connections from anyone but our child (another local user racing it) are closed; Kill (startupTimeout, unregister)
+    // disposes the listener, which ends this wait, as does the child's exit.
+    private Socket AcceptChild(Socket listener)
+    {
+        var exited = _process!.WaitForExitAsync();
+        while (true)
+        {
+            var accept = listener.AcceptAsync();
+            Task.WhenAny(accept, exited).GetAwaiter().GetResult();
+            if (!accept.IsCompletedSuccessfully)
+            {
+                _ = accept.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+                throw new InvalidOperationException(_killReason ?? $"{ExitDescription()} before it connected");
+            }
+            var connection = accept.Result;
+            if (PeerPid(connection) == ProcessId) return connection;
+            connection.Dispose();
+        }
+    }
+
+    // SO_PEERCRED (SOL_SOCKET 1, option 17): struct ucred { pid_t pid; uid_t uid; gid_t gid; }, filled in by the kernel.
+    private static int PeerPid(Socket connection)
+    {
+        Span<byte> credentials = stackalloc byte[12];
+        return connection.GetRawSocketOption(1, 17, credentials) >= 4 ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(credentials) : -1;
     }
 
     private void StartProcess(string modelDirectory, string token)
@@ -194,6 +219,11 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
         {
         }
+        catch (Exception e)
+        {
+            // Anything else (a frame too large to allocate, a bug here) must still release every waiter.
+            problem = $"reading from the worker process failed ({e.GetType().Name}: {e.Message}); it was killed";
+        }
         Ended(problem);
     }
 
@@ -210,6 +240,8 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
             case FrameType.Result:
                 lock (_gate)
                 {
+                    // Only the batch in hand may touch its requests' response settings.
+                    if (payload.Length < 8 || System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(payload) != _batchId || _pending is null) break;
                     var (id, outputs) = WorkerMessages.ReadResult(payload, _pendingRequests);
                     if (id == _batchId && outputs.Length == _pendingRequests?.Length) _pending?.TrySetResult(outputs);
                     else if (id == _batchId) _pending?.TrySetException(new InvalidOperationException($"the handler returned {outputs.Length} responses for a batch of {_pendingRequests?.Length}"));
@@ -296,13 +328,24 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
             Kill(reason);
             return;
         }
-        TrySend(f => f.Begin(FrameType.Ping).Finish());
+        // A child that stopped reading would block the write: skip the ping rather than park a timer thread on it
+        // (its silence still counts against the heartbeat).
+        if (!Monitor.TryEnter(_frame)) return;
+        try
+        {
+            TrySend(f => f.Begin(FrameType.Ping).Finish());
+        }
+        finally
+        {
+            Monitor.Exit(_frame);
+        }
     }
 
     public void Kill(string reason)
     {
         Interlocked.CompareExchange(ref _killReason, reason, null);
         TryKill();
+        _listener?.Dispose(); // a load still waiting for the child's connection ends now
     }
 
     private void TryKill()

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -21,6 +22,11 @@ internal static partial class WorkerHost
     {
         if (args is not ["--socket", var socketPath]) return Usage();
         var token = Console.In.ReadLine() ?? "";
+        // A Ctrl-C or a service manager's SIGTERM reaches the whole process group: the server drains, and its worker
+        // processes must live until it stops them (stop, kill, or the socket closing), not die under a running batch.
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = true);
+        using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => c.Cancel = true);
 
         using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
         {
@@ -136,9 +142,10 @@ internal static partial class WorkerHost
             {
                 RunAll(batches);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
-                // The server closed the socket while a result was on its way: the reader exits the process.
+                // Only a send fails this way (the handler's own exceptions are answered below): the server closed the
+                // socket while a result was on its way, and the reader exits the process.
             }
         }
 
@@ -153,19 +160,25 @@ internal static partial class WorkerHost
                     _current = batch.Id;
                     _cancel = cancel;
                 }
+                IReadOnlyList<HandlerOutput>? outputs = null;
+                Exception? failure = null;
                 try
                 {
-                    var outputs = handler.HandleAsync(batch.Requests, cancel.Token).GetAwaiter().GetResult();
-                    writer.Send(f => WorkerMessages.Result(f, batch.Id, batch.Requests, outputs));
+                    outputs = handler.HandleAsync(batch.Requests, cancel.Token).GetAwaiter().GetResult();
                 }
-                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                catch (Exception e)
                 {
-                    writer.Send(f => WorkerMessages.WithId(f, FrameType.Cancelled, batch.Id));
+                    failure = e; // any of the handler's exceptions, IOException included, is an answer for the server
                 }
-                catch (Exception e) when (e is not IOException)
+                try
                 {
-                    LogBatchFailed(logger, e);
-                    writer.Send(f => WorkerMessages.WithId(f, FrameType.BatchFailed, batch.Id, e.Message));
+                    if (outputs is not null) writer.Send(f => WorkerMessages.Result(f, batch.Id, batch.Requests, outputs));
+                    else if (failure is OperationCanceledException && cancel.IsCancellationRequested) writer.Send(f => WorkerMessages.WithId(f, FrameType.Cancelled, batch.Id));
+                    else
+                    {
+                        LogBatchFailed(logger, failure!);
+                        writer.Send(f => WorkerMessages.WithId(f, FrameType.BatchFailed, batch.Id, failure!.Message));
+                    }
                 }
                 finally
                 {

@@ -44,12 +44,16 @@ internal static class WorkerProcessLauncher
         return info;
     }
 
-    /// <summary>The dotnet host and the server's own assembly (the same program in worker mode), or its apphost.</summary>
+    /// <summary>
+    /// The same program in worker mode: this apphost (or single-file publish) itself, or the dotnet host with the server's
+    /// assembly (`dotnet servesharp.dll`, and the test host, whose server assembly is not its entry point).
+    /// </summary>
     private static (string Host, string[] Prefix) Command()
     {
         var self = typeof(WorkerProcessLauncher).Assembly.Location;
         var current = Environment.ProcessPath;
         if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet") return (current, [self]);
+        if (current is not null && Path.GetFileName(current) == "servesharp") return (current, []);
         var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h ? h : "dotnet";
         return (host, [self]);
     }

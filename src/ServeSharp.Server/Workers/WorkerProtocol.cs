@@ -41,11 +41,11 @@ internal static class WorkerProtocol
     public const int MaxPayload = 1 << 30;
 
     /// <summary>Reads one frame; null at a clean end of stream. Throws <see cref="InvalidDataException"/> on a bad header.</summary>
-    public static async Task<(FrameType Type, byte[] Payload)?> ReadAsync(Stream stream, byte[] header, CancellationToken cancellationToken)
+    public static async Task<(FrameType Type, byte[] Payload)?> ReadAsync(Stream stream, byte[] header, CancellationToken cancellationToken, int maxPayload = MaxPayload)
     {
         if (!await FillAsync(stream, header.AsMemory(0, HeaderSize), cancellationToken)) return null;
         var length = BinaryPrimitives.ReadInt32LittleEndian(header);
-        if (length is < 0 or > MaxPayload) throw new InvalidDataException($"frame length {length} is out of range");
+        if (length < 0 || length > maxPayload) throw new InvalidDataException($"frame length {length} is out of range");
         var payload = length == 0 ? [] : new byte[length];
         if (!await FillAsync(stream, payload, cancellationToken)) throw new InvalidDataException("the stream ended inside a frame");
         return ((FrameType)header[4], payload);

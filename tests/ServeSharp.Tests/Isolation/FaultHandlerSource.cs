@@ -32,6 +32,7 @@ internal static class FaultHandlerSource
                         await Task.Delay(TimeSpan.FromMinutes(5), ct);
                         break;
                     case "pid": return [HandlerOutput.Text(Environment.ProcessId.ToString())];
+                    case "ioerror": throw new FileNotFoundException("a side file is missing", "side.json");
                     case "env": return [HandlerOutput.Text(string.Join("\n", Environment.GetEnvironmentVariables().Keys.Cast<string>().Order()) + "\ncwd=" + Environment.CurrentDirectory)];
                     case "read":
                         try { return [HandlerOutput.Text("read:" + File.ReadAllText(r.GetHeader("X-Path")!))]; }

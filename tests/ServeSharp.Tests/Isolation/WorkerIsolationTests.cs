@@ -47,6 +47,27 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
     }
 
     [Fact]
+    public async Task A_handler_exception_is_answered_at_once_and_the_worker_process_serves_on_through_group_signals()
+    {
+        await using var server = await InProcessServer.StartAsync(store.Store, ["fault=fault.mar"]);
+        using var inference = server.Inference;
+        var pid = int.Parse(await Text(inference, "fault", "pid"));
+        using (var failed = await Send(inference, "fault", "ioerror"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+            Assert.Contains("Prediction failed: a side file is missing", await failed.Content.ReadAsStringAsync());
+        }
+        // A Ctrl-C or a service manager's SIGTERM for the whole group must not take the workers from under the drain.
+        foreach (var signal in new[] { "-INT", "-TERM" })
+        {
+            using var kill = Process.Start("kill", [signal, pid.ToString()])!;
+            await kill.WaitForExitAsync();
+        }
+        Assert.Equal(pid, int.Parse(await Text(inference, "fault", "pid")));
+        Assert.Equal(0, (await OnlyWorkerAsync(server, "fault")).GetProperty("restarts").GetInt32());
+    }
+
+    [Fact]
     public async Task A_worker_over_maxWorkerMemoryMB_is_killed_and_replaced()
     {
         await using var server = await InProcessServer.StartAsync(store.Store, ["leak=leak.mar"]);
@@ -102,7 +123,7 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
         Assert.Contains("SERVESHARP_ISOLATION_SECRET", inProcess);
         Assert.DoesNotContain("SERVESHARP_ISOLATION_SECRET", isolated);
         Assert.Contains("PATH", isolated.Split('\n'));
-        Assert.Matches(@"cwd=.*/servesharp/[0-9]+-[0-9a-f]{8}/models/fault", isolated);
+        Assert.Matches(@"cwd=.*/servesharp-[0-9]+-[^/]+/models/fault", isolated);
     }
 
     [Fact]
@@ -161,11 +182,11 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
     {
         using var gone = Process.Start("true")!;
         await gone.WaitForExitAsync();
-        var parent = Path.Combine(Path.GetTempPath(), "servesharp");
-        string[] stale = [Path.Combine(parent, $"{gone.Id}-0badc0de", "models", "m"), Path.Combine(parent, $"models-{gone.Id}")];
+        var temp = Path.GetTempPath();
+        string[] stale = [Path.Combine(temp, $"servesharp-{gone.Id}-0badc0de", "models", "m"), Path.Combine(temp, "servesharp", $"models-{gone.Id}")];
         foreach (var dir in stale) Directory.CreateDirectory(dir);
         await using var server = await InProcessServer.StartAsync(store.Store);
-        Assert.False(Directory.Exists(Path.Combine(parent, $"{gone.Id}-0badc0de")));
+        Assert.False(Directory.Exists(Path.Combine(temp, $"servesharp-{gone.Id}-0badc0de")));
         Assert.False(Directory.Exists(stale[1]));
     }
 
