@@ -28,7 +28,7 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
     private readonly object _gate = new();
     private readonly FrameBuilder _frame = new();
     private readonly TaskCompletionSource<string> _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task _stderrClosed = Task.CompletedTask;
     private Process? _process;
     private Socket? _listener;
     private NetworkStream? _stream;
@@ -138,26 +138,16 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
     private void StartProcess(string modelDirectory, string token)
     {
         _process = new Process { StartInfo = WorkerProcessLauncher.StartInfo(_socketPath!, modelDirectory, options.WorkerUser) };
-        _process.OutputDataReceived += (_, e) =>
+        _process.Start();
+        ProcessId = _process.Id;
+        _ = CappedLines.ReadAsync(_process.StandardOutput.BaseStream, line => LogOutput(logger, options.WorkerName, line));
+        _stderrClosed = CappedLines.ReadAsync(_process.StandardError.BaseStream, line =>
         {
-            if (e.Data is { } line) LogOutput(logger, options.WorkerName, line);
-        };
-        _process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is not { } line)
-            {
-                _stderrClosed.TrySetResult();
-                return;
-            }
             if (_fatalLine is null && (line.StartsWith("Stack overflow", StringComparison.Ordinal) || line.StartsWith("Unhandled exception", StringComparison.Ordinal)
                 || line.StartsWith("Fatal error", StringComparison.Ordinal) || line.StartsWith("Out of memory", StringComparison.Ordinal)))
                 _fatalLine = line.Trim();
             LogError(logger, options.WorkerName, line);
-        };
-        _process.Start();
-        ProcessId = _process.Id;
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
+        });
         _process.StandardInput.WriteLine(token);
         _process.StandardInput.Close();
     }
@@ -271,7 +261,7 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
         try
         {
             // Wait for the exit code, and for stderr to drain: a stack overflow's last words come after the socket closed.
-            if (!_disposed && _process!.WaitForExit(TimeSpan.FromSeconds(5))) _stderrClosed.Task.Wait(TimeSpan.FromSeconds(2));
+            if (!_disposed && _process!.WaitForExit(TimeSpan.FromSeconds(5))) _stderrClosed.Wait(TimeSpan.FromSeconds(2));
         }
         catch (Exception e) when (e is InvalidOperationException or SystemException)
         {
