@@ -104,8 +104,11 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
         await using var server = ServerProcess.Start(store.NewWorkDir(), store.Store, ["--models", "probe=probe.mar", "--ncs", "--disable-token-auth"]);
         await server.WaitHealthyAsync();
         using var inference = server.Inference;
-        var slow = inference.PostAsync("/predictions/probe?sleep_ms=1500", new StringContent("slow"));
-        await Task.Delay(400);
+        var marker = Path.Combine(server.Directory, "in-flight");
+        var slow = inference.PostAsync($"/predictions/probe?sleep_ms=1500&touch={Uri.EscapeDataString(marker)}", new StringContent("slow"));
+        // Stop only once the request is in the handler: a fixed delay raced the connection on a loaded machine.
+        using (var waited = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+            while (!File.Exists(marker) && !slow.IsCompleted) await Task.Delay(20, waited.Token);
         var (code, _) = server.Stop();
         Assert.Equal(0, code);
         var response = await slow;
@@ -164,7 +167,7 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
             await Task.Delay(50);
         var pid = int.Parse(File.ReadAllText(Path.Combine(dir, "servesharp.pid")).Split(' ')[0]);
         using (var kill = Process.Start("kill", ["-9", pid.ToString()])) await kill.WaitForExitAsync();
-        for (var i = 0; i < 200 && File.Exists($"/proc/{pid}/stat") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal); i++)
+        for (var i = 0; i < 200 && !Dead(pid); i++)
             await Task.Delay(50);
 
         server.Restart(["--disable-token-auth"]);
@@ -191,5 +194,18 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
             else failed++;
         }
         return (ok, failed);
+    }
+
+    // Dead or a zombie; the runtime may reap it between two reads, so a vanished /proc entry counts as dead.
+    private static bool Dead(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return true;
+        }
     }
 }
