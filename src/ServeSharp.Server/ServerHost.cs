@@ -91,6 +91,8 @@ internal sealed partial class ServerHost : IAsyncDisposable
         var models = app.Services.GetRequiredService<ModelManager>();
         ApiPipeline.Map(app, ListenerPlan(config).Select(l => l.Apis), [
             .. InferenceApi.Routes(models, config),
+            .. KServeV1Api.Routes(models, config),
+            .. OipApi.Routes(models, config),
             .. ManagementApi.Routes(models, config),
             .. MetricsApi.Routes(app.Services.GetRequiredService<ServerMetrics>()),
         ]);

@@ -50,6 +50,34 @@ internal static class Argmax
         }
     }
 
+    /// <summary>Softmax over the class axis of C planes, in place: planes[k][i] = exp(sₖ − max) / Σⱼ exp(sⱼ − max).</summary>
+    public static void SoftmaxPlanes(Span<float> planes, int classes, int pixels)
+    {
+        var max = ArrayPool<float>.Shared.Rent(pixels);
+        var sum = ArrayPool<float>.Shared.Rent(pixels);
+        try
+        {
+            var m = max.AsSpan(0, pixels);
+            var total = sum.AsSpan(0, pixels);
+            planes[..pixels].CopyTo(m);
+            for (var k = 1; k < classes; k++) TensorPrimitives.Max(m, planes.Slice(k * pixels, pixels), m);
+            total.Clear();
+            for (var k = 0; k < classes; k++)
+            {
+                var plane = planes.Slice(k * pixels, pixels);
+                TensorPrimitives.Subtract(plane, m, plane);
+                TensorPrimitives.Exp(plane, plane);
+                TensorPrimitives.Add(total, plane, total);
+            }
+            for (var k = 0; k < classes; k++) TensorPrimitives.Divide(planes.Slice(k * pixels, pixels), total, planes.Slice(k * pixels, pixels));
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(max);
+            ArrayPool<float>.Shared.Return(sum);
+        }
+    }
+
     // Strictly greater keeps the earlier class on ties, as torch.max does.
     private static void KeepGreater(ReadOnlySpan<float> scores, int k, Span<float> max, Span<float> index)
     {

@@ -7,7 +7,7 @@ namespace ServeSharp.Handlers.Segmentation;
 
 /// <summary>
 /// Request bytes → RGB pixels, as TorchServe's vision handler takes them: raw image bytes, or a base64 string
-/// (alone or as "data"/"body"/"image" in a JSON object). JPEG, PNG, WebP, BMP, GIF (first frame) through
+/// (alone or as "data"/"b64"/"body"/"image" in a JSON object, as KServe's v1 instances hold it). JPEG, PNG, WebP, BMP, GIF (first frame) through
 /// SkiaSharp, EXIF orientation applied. Every failure is a 400 for this request alone.
 /// </summary>
 internal static class ImageDecoder
@@ -92,7 +92,7 @@ internal static class ImageDecoder
                 using var doc = JsonDocument.Parse(bytes);
                 var root = doc.RootElement;
                 var text = root.ValueKind == JsonValueKind.String ? root.GetString()
-                    : root.ValueKind == JsonValueKind.Object ? FirstString(root, "data", "body", "image", "instances") : null;
+                    : root.ValueKind == JsonValueKind.Object ? FirstString(root, "data", "b64", "body", "image", "instances") : null;
                 return text is null ? throw HandlerException.BadRequest("JSON body must be a base64 string or an object with a base64 'data' field") : Base64(text);
             }
             catch (JsonException e)

@@ -39,6 +39,7 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     protected override SegInput Preprocess(InferenceRequest request)
     {
         var options = _options.For(request);
+        if (SegTensors.Prepare(request, options, _model.FixedInputSize) is { } fromTensor) return fromTensor;
         var image = ImageDecoder.Decode(request, options.MaxPixels);
         return Preprocessor.Prepare(image, options);
     }
@@ -85,7 +86,9 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
             "torchserve" => HandlerOutput.JsonBytes(OutputWriter.TorchServeJson(o.Mode == "torchserve" ? MapDecoder.AtBase(output) : MapDecoder.ToOriginal(output))),
             "mask" => HandlerOutput.Bytes(OutputWriter.MaskPng(MapDecoder.ToOriginal(output)), "image/png"),
             "color" => HandlerOutput.Bytes(OutputWriter.ColorPng(MapDecoder.ToOriginal(output), _palette), "image/png"),
+            "overlay" when output.Input.Image.Pixels.Length == 0 => throw HandlerException.BadRequest("output 'overlay' needs an image; the request sent the model's input tensor"),
             "overlay" => HandlerOutput.Bytes(OutputWriter.OverlayPng(MapDecoder.ToOriginal(output), output.Input.Image, _palette, o.Alpha), "image/png"),
+            "tensors" => SegTensors.Write(output, request),
             _ => HandlerOutput.JsonBytes(Summary.Json(MapDecoder.ToOriginal(output), _names, o.MaxRegions, o.Rle)),
         };
     }

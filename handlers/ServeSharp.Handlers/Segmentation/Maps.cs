@@ -59,6 +59,18 @@ internal static class MapDecoder
         return new ClassMap(classes, probs, outW, outH);
     }
 
+    /// <summary>
+    /// Every class's probability at outW×outH (C×outH×outW): logits resized (bilinear, as <see cref="Decode"/>) and then
+    /// soft-maxed, so the argmax of these planes is <see cref="Decode"/>'s class map.
+    /// </summary>
+    public static void Probabilities(ScoreMap s, int outW, int outH, Span<float> result)
+    {
+        result = result[..(s.Classes * outW * outH)];
+        if (outW == s.Width && outH == s.Height) s.Data.Span[..result.Length].CopyTo(result);
+        else TensorOps.Interpolate(s.Data.Span, s.Classes, s.Height, s.Width, result, outH, outW);
+        if (!s.Probabilities) Argmax.SoftmaxPlanes(result, s.Classes, outW * outH);
+    }
+
     /// <summary>Nearest-neighbour resize of a class map (pixel centres), for maps that have no scores to interpolate.</summary>
     public static ClassMap Nearest(ClassMap m, int outW, int outH)
     {

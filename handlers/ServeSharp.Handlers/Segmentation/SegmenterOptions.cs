@@ -32,7 +32,7 @@ internal sealed record SegmenterOptions
     public bool UsesSlide => SlideCrop is not null;
 
     public static readonly string[] Modes = ["torchserve", "torchvision", "fixed", "original"];
-    public static readonly string[] Outputs = ["torchserve", "mask", "color", "overlay", "summary"];
+    public static readonly string[] Outputs = ["torchserve", "mask", "color", "overlay", "summary", "tensors"];
 
     /// <summary>Reads the handler section; a bad value fails the model load with the key named.</summary>
     public static SegmenterOptions From(ConfigSection c)

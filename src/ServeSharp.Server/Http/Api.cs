@@ -4,8 +4,11 @@ namespace ServeSharp.Server.Http;
 [Flags]
 internal enum Api { None = 0, Inference = 1, Management = 2, Metrics = 4 }
 
-/// <summary>One endpoint of an API: the listener that may serve it is decided by <see cref="Api"/>.</summary>
-internal sealed record Route(Api Api, string Method, string Pattern, RequestDelegate Handler, bool Open = false);
+/// <summary>How a route's errors are written: TorchServe's <c>{code, type, message}</c>, or KServe's <c>{"error": message}</c> (v1 and OIP v2).</summary>
+internal enum ErrorForm { TorchServe, KServe }
 
-/// <summary>Endpoint metadata: which API a matched route belongs to and whether it needs no token.</summary>
-internal sealed record ApiTag(Api Api, bool Open);
+/// <summary>One endpoint of an API: the listener that may serve it is decided by <see cref="Api"/>.</summary>
+internal sealed record Route(Api Api, string Method, string Pattern, RequestDelegate Handler, bool Open = false, ErrorForm Errors = ErrorForm.TorchServe);
+
+/// <summary>Endpoint metadata: which API a matched route belongs to, whether it needs no token, and its error form.</summary>
+internal sealed record ApiTag(Api Api, bool Open, ErrorForm Errors = ErrorForm.TorchServe);

@@ -52,10 +52,46 @@ internal sealed record QueueStatus(
     [property: JsonPropertyName("remainingCapacity")] int RemainingCapacity,
     [property: JsonPropertyName("pendingRequests")] int PendingRequests);
 
+// KServe's shapes: v1 and the Open Inference Protocol v2 (errors are {"error": message} in both).
+
+internal sealed record KServeError([property: JsonPropertyName("error")] string Error);
+
+internal sealed record KServeLive([property: JsonPropertyName("live")] bool Live);
+
+internal sealed record KServeReady([property: JsonPropertyName("ready")] bool Ready);
+
+internal sealed record KServeModelReady([property: JsonPropertyName("name")] string Name, [property: JsonPropertyName("ready")] bool Ready);
+
+internal sealed record KServeModels([property: JsonPropertyName("models")] IReadOnlyList<string> Models);
+
+internal sealed record OipServerMetadata(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("version")] string Version,
+    [property: JsonPropertyName("extensions")] IReadOnlyList<string> Extensions);
+
+internal sealed record OipTensorMetadata(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("datatype")] string Datatype,
+    [property: JsonPropertyName("shape")] IReadOnlyList<long> Shape);
+
+internal sealed record OipModelMetadata(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("versions")] IReadOnlyList<string> Versions,
+    [property: JsonPropertyName("platform")] string Platform,
+    [property: JsonPropertyName("inputs")] IReadOnlyList<OipTensorMetadata> Inputs,
+    [property: JsonPropertyName("outputs")] IReadOnlyList<OipTensorMetadata> Outputs);
+
 [JsonSourceGenerationOptions(WriteIndented = true)]
 [JsonSerializable(typeof(StatusResponse))]
 [JsonSerializable(typeof(ModelListResponse))]
 [JsonSerializable(typeof(List<ModelDescription>))]
+[JsonSerializable(typeof(KServeError))]
+[JsonSerializable(typeof(KServeLive))]
+[JsonSerializable(typeof(KServeReady))]
+[JsonSerializable(typeof(KServeModelReady))]
+[JsonSerializable(typeof(KServeModels))]
+[JsonSerializable(typeof(OipServerMetadata))]
+[JsonSerializable(typeof(OipModelMetadata))]
 internal sealed partial class ApiJsonContext : JsonSerializerContext
 {
     /// <summary>Writes quotes as \" (not \u0022), as TorchServe's messages read.</summary>

@@ -45,7 +45,7 @@ internal static class ApiPipeline
             foreach (var route in routes.Where(r => set.HasFlag(r.Api)).OrderBy(r => r.Api))
             {
                 if (!seen.Add((route.Method, route.Pattern))) continue;
-                group.MapMethods(route.Pattern, [route.Method], route.Handler).WithMetadata(new ApiTag(route.Api, route.Open));
+                group.MapMethods(route.Pattern, [route.Method], route.Handler).WithMetadata(new ApiTag(route.Api, route.Open, route.Errors));
             }
         }
     }

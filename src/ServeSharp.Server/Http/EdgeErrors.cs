@@ -11,6 +11,7 @@ internal static class EdgeErrors
 {
     public static int StatusOf(ServeSharpException e) => e switch
     {
+        PredictionFailedException p => p.StatusCode,
         ModelNotFoundException => 404,
         BadRequestException => 400,
         ConflictStatusException => 409,

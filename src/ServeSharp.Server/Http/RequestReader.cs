@@ -48,9 +48,29 @@ internal static class RequestReader
             parameters.TryAdd(name, RequestParameter.Text(name, value.ToString()));
         }
 
+        return new InferenceRequest(http.TraceIdentifier, parameters, Headers(request));
+    }
+
+    /// <summary>The raw body, refused over <paramref name="maxRequestSize"/> (for protocols that parse their own bodies).</summary>
+    public static async Task<ReadOnlyMemory<byte>> ReadRawAsync(HttpContext http, long maxRequestSize, CancellationToken cancellationToken)
+    {
+        if (http.Request.ContentLength > maxRequestSize) throw TooLarge(maxRequestSize);
+        try
+        {
+            return await ReadBodyAsync(http.Request, maxRequestSize, cancellationToken);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(maxRequestSize);
+        }
+    }
+
+    /// <summary>The request's headers, for the handler (names matched case-insensitively).</summary>
+    public static Dictionary<string, string> Headers(HttpRequest request)
+    {
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (name, value) in request.Headers) headers[name] = value.ToString();
-        return new InferenceRequest(http.TraceIdentifier, parameters, headers);
+        return headers;
     }
 
     private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpRequest request, long cap, CancellationToken cancellationToken)

@@ -16,12 +16,16 @@ internal static class Respond
     public static Task Status(HttpContext http, int status, string message) =>
         Json(http, status, new StatusResponse(message), ApiJsonContext.Relaxed.StatusResponse);
 
+    /// <summary>An error in the form the matched route speaks (TorchServe's, unless the route is KServe's).</summary>
     public static Task Error(HttpContext http, int status, string message, string? type = null)
     {
         if (http.Response.HasStarted) return Task.CompletedTask;
         http.Response.StatusCode = status;
         http.Response.ContentType = "application/json";
-        return http.Response.Body.WriteAsync(ErrorBody.Write(status, type ?? ErrorBody.TypeFor(status), message), http.RequestAborted).AsTask();
+        var body = http.GetEndpoint()?.Metadata.GetMetadata<ApiTag>()?.Errors == ErrorForm.KServe
+            ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new KServeError(message), ApiJsonContext.Relaxed.KServeError)
+            : ErrorBody.Write(status, type ?? ErrorBody.TypeFor(status), message);
+        return http.Response.Body.WriteAsync(body, http.RequestAborted).AsTask();
     }
 
 }

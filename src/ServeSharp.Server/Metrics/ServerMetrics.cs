@@ -1,5 +1,6 @@
 using System.Text;
 using Prometheus;
+using ServeSharp.Server.Wlm;
 
 namespace ServeSharp.Server.Metrics;
 
@@ -25,15 +26,20 @@ internal sealed class ServerMetrics
     private readonly Histogram _batchSize;
     private readonly Counter _workerRestarts;
 
+    // InferenceProtocol's values, in order, as the protocol label spells them.
+    private static readonly string[] ProtocolLabels = ["torchserve_rest", "torchserve_grpc", "kserve_v1", "oip_v2_rest", "oip_v2_grpc"];
+
     public ServerMetrics()
     {
         var f = Prometheus.Metrics.WithCustomRegistry(_registry);
         string[] model = ["model_name", "model_version", "hostname"];
         string[] host = ["Level", "Hostname"];
         string[] modelHost = ["ModelName", "Level", "Hostname"];
-        _requests = f.CreateCounter("ts_inference_requests_total", "Total number of inference requests.", model);
-        _latency = f.CreateCounter("ts_inference_latency_microseconds", "Cumulative inference duration in microseconds", model);
-        _queueLatency = f.CreateCounter("ts_queue_latency_microseconds", "Cumulative queue duration in microseconds", model);
+        // TorchServe's labels plus the protocol the request came in by (one job path serves them all).
+        string[] byProtocol = [.. model, "protocol"];
+        _requests = f.CreateCounter("ts_inference_requests_total", "Total number of inference requests.", byProtocol);
+        _latency = f.CreateCounter("ts_inference_latency_microseconds", "Cumulative inference duration in microseconds", byProtocol);
+        _queueLatency = f.CreateCounter("ts_queue_latency_microseconds", "Cumulative queue duration in microseconds", byProtocol);
         _requests2xx = f.CreateCounter("Requests2XX", "Total number of requests with response in 200-300 status code range", host);
         _requests4xx = f.CreateCounter("Requests4XX", "Total number of requests with response in 400-500 status code range", host);
         _requests5xx = f.CreateCounter("Requests5XX", "Total number of requests with response status code above 500", host);
@@ -82,11 +88,12 @@ internal sealed class ServerMetrics
     }
 
     /// <summary>A prediction answered by a worker: TorchServe counts it and its latencies per model version.</summary>
-    public void InferenceCompleted(string model, string version, TimeSpan total, TimeSpan queued)
+    public void InferenceCompleted(string model, string version, InferenceProtocol protocol, TimeSpan total, TimeSpan queued)
     {
-        _requests.WithLabels(model, version, _host).Inc();
-        _latency.WithLabels(model, version, _host).Inc(total.TotalMicroseconds);
-        _queueLatency.WithLabels(model, version, _host).Inc(queued.TotalMicroseconds);
+        var by = ProtocolLabels[(int)protocol];
+        _requests.WithLabels(model, version, _host, by).Inc();
+        _latency.WithLabels(model, version, _host, by).Inc(total.TotalMicroseconds);
+        _queueLatency.WithLabels(model, version, _host, by).Inc(queued.TotalMicroseconds);
         _queueTime.WithLabels("Host", _host).Set(queued.TotalMilliseconds);
     }
 

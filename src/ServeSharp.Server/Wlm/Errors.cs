@@ -46,3 +46,32 @@ internal sealed class MethodNotAllowedException(string message) : ServeSharpExce
 
 /// <summary>A body over max_request_size.</summary>
 internal sealed class RequestEntityTooLargeException(string message) : ServeSharpException(message);
+
+/// <summary>
+/// A prediction the handler answered with an error (status ≥ 400). The REST API writes such answers through as the
+/// handler made them; protocols with their own error form (OIP v2, KServe v1, gRPC) raise this to map it at their edge.
+/// </summary>
+internal sealed class PredictionFailedException(int statusCode, string message, string typeName) : ServeSharpException(message)
+{
+    public int StatusCode { get; } = statusCode;
+
+    public override string TypeName => typeName;
+
+    /// <summary>The message of a failed job's answer: TorchServe's error JSON's <c>message</c>, or the body's text.</summary>
+    public static PredictionFailedException From(JobResult result)
+    {
+        string message, type = Sdk.ErrorBody.TypeFor(result.StatusCode);
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(result.Body);
+            message = doc.RootElement.GetProperty("message").GetString() ?? "";
+            if (doc.RootElement.TryGetProperty("type", out var t) && t.GetString() is { } named) type = named;
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            var text = System.Text.Encoding.UTF8.GetString(result.Body.Span[..Math.Min(result.Body.Length, 512)]);
+            message = text.Length > 0 ? text : $"the handler answered {result.StatusCode}";
+        }
+        return new PredictionFailedException(result.StatusCode, message, type);
+    }
+}

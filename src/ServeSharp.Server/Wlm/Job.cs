@@ -16,9 +16,10 @@ internal sealed class Job : IDisposable
     /// <param name="enqueuedAt">TimeProvider timestamp of admission, for the queue-latency metrics.</param>
     /// <param name="cancellationToken">The client's: when it fires, a queued job is dropped and a running batch whose
     /// clients have all gone is cancelled.</param>
-    public Job(InferenceRequest request, long enqueuedAt, CancellationToken cancellationToken)
+    public Job(InferenceRequest request, InferenceProtocol protocol, long enqueuedAt, CancellationToken cancellationToken)
     {
         Request = request;
+        Protocol = protocol;
         EnqueuedAt = enqueuedAt;
         CancellationToken = cancellationToken;
         // Answering at once frees the endpoint; the aggregator skips completed jobs instead of running them.
@@ -26,6 +27,7 @@ internal sealed class Job : IDisposable
     }
 
     public InferenceRequest Request { get; }
+    public InferenceProtocol Protocol { get; }
     public long EnqueuedAt { get; }
     public CancellationToken CancellationToken { get; }
 
@@ -39,6 +41,9 @@ internal sealed class Job : IDisposable
 
     public void Dispose() => _clientGone.Dispose();
 }
+
+/// <summary>The protocol a prediction came in by: the request metrics carry it as their <c>protocol</c> label.</summary>
+internal enum InferenceProtocol { TorchServeRest, TorchServeGrpc, KServeV1, OipRest, OipGrpc }
 
 /// <summary>What the endpoint writes back: status, content type, body, extra headers.</summary>
 internal readonly record struct JobResult(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string>? Headers)

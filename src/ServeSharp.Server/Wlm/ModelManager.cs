@@ -187,10 +187,10 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
     /// Queues one prediction and waits for its answer. The token is the client's: when it fires, the job leaves the
     /// queue (or, once every client of its batch has gone, the running batch is cancelled).
     /// </summary>
-    public async Task<JobResult> PredictAsync(Model model, InferenceRequest request, CancellationToken cancellationToken)
+    public async Task<JobResult> PredictAsync(Model model, InferenceRequest request, InferenceProtocol protocol, CancellationToken cancellationToken)
     {
         EnsureServing(model);
-        using var job = new Job(request, time.GetTimestamp(), cancellationToken);
+        using var job = new Job(request, protocol, time.GetTimestamp(), cancellationToken);
         if (!model.Aggregator.TryAdmit(job))
         {
             if (model.State is ModelState.Draining or ModelState.Unloaded) EnsureServing(model);

@@ -221,7 +221,7 @@ internal sealed partial class WorkerThread
             {
                 var job = jobs[i];
                 if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)))
-                    _metrics.InferenceCompleted(_model.Name, _model.Version, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
+                    _metrics.InferenceCompleted(_model.Name, _model.Version, job.Protocol, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
             }
             _metrics.BatchHandled(_model.Name, handlerTime, _time.GetElapsedTime(answered));
         }
