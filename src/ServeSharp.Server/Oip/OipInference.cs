@@ -32,6 +32,8 @@ internal static class OipInference
         IReadOnlyDictionary<string, string> headers, CancellationToken cancellationToken)
     {
         ModelManager.EnsureServing(model);
+        if (OipMetadata.Described(model) is var (_, known) && request.Outputs?.FirstOrDefault(o => !known.Any(k => k.Name == o.Name)) is { } unknown)
+            throw new BadRequestException($"the model has no output '{unknown.Name}'; it has {string.Join(", ", known.Select(k => k.Name))}");
         var instances = Split(request, headers);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var failure = new ServeSharpException?[1];

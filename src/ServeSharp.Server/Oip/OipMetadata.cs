@@ -19,8 +19,11 @@ internal static class OipMetadata
     private static readonly (IReadOnlyList<TensorSpec>, IReadOnlyList<TensorSpec>) Generic =
         ([new TensorSpec("data", "BYTES", [-1])], [new TensorSpec("output", "BYTES", [-1])]);
 
-    public static (IReadOnlyList<TensorSpec> Inputs, IReadOnlyList<TensorSpec> Outputs) TensorsOf(Model model) =>
-        BuiltInHandlers.TensorsOf(model.HandlerOverride ?? model.Archive.Manifest.Model?.Handler ?? "") ?? Generic;
+    public static (IReadOnlyList<TensorSpec> Inputs, IReadOnlyList<TensorSpec> Outputs) TensorsOf(Model model) => Described(model) ?? Generic;
+
+    /// <summary>The tensors of a handler that describes them; null for one that does not (its outputs are whatever it answers).</summary>
+    public static (IReadOnlyList<TensorSpec> Inputs, IReadOnlyList<TensorSpec> Outputs)? Described(Model model) =>
+        BuiltInHandlers.TensorsOf(model.HandlerOverride ?? model.Archive.Manifest.Model?.Handler ?? "");
 
     /// <summary>ONNX Runtime for an ONNX model (Triton's platform name), else the handler's own runtime.</summary>
     public static string PlatformOf(Model model) =>
