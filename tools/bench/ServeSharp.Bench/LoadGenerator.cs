@@ -14,7 +14,21 @@ public sealed record LoadResult(int Requests, int Failures, double Seconds, doub
 /// </summary>
 public static class LoadGenerator
 {
-    public static async Task<LoadResult> RunAsync(HttpClient http, string path, IReadOnlyList<byte[]> images, int concurrency, int total, int serverPid)
+    /// <summary>TorchServe's REST API: each image POSTed as the body to <paramref name="path"/>.</summary>
+    public static Task<LoadResult> RunAsync(HttpClient http, string path, IReadOnlyList<byte[]> images, int concurrency, int total, int serverPid) =>
+        RunAsync(Sender(http, path, images), concurrency, total, serverPid);
+
+    /// <summary>A client of TorchServe's REST API: request i POSTs image i (round-robin) to <paramref name="path"/>.</summary>
+    public static Func<int, Task<bool>> Sender(HttpClient http, string path, IReadOnlyList<byte[]> images) => async i =>
+    {
+        using var content = new ByteArrayContent(images[i % images.Count]);
+        using var response = await http.PostAsync(path, content);
+        await response.Content.ReadAsByteArrayAsync();
+        return response.IsSuccessStatusCode;
+    };
+
+    /// <summary>Any client: <paramref name="send"/> sends request i, reads the whole answer and says whether it succeeded.</summary>
+    public static async Task<LoadResult> RunAsync(Func<int, Task<bool>> send, int concurrency, int total, int serverPid)
     {
         ResetPeakRss(serverPid);
         var latencies = new double[total];
@@ -27,11 +41,9 @@ public static class LoadGenerator
             while ((i = Interlocked.Increment(ref next)) < total)
             {
                 var started = Stopwatch.GetTimestamp();
-                using var content = new ByteArrayContent(images[i % images.Count]);
-                using var response = await http.PostAsync(path, content);
-                await response.Content.ReadAsByteArrayAsync();
+                var ok = await send(i);
                 latencies[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                if (!response.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+                if (!ok) Interlocked.Increment(ref failures);
             }
         }).ToArray();
         await Task.WhenAll(clients);

@@ -6,13 +6,13 @@ using ServeSharp.Archive;
 using ServeSharp.Bench;
 
 // tools/bench: one command, both servers, the same weights, alternating scenarios, one markdown table.
-//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching,isolation]
+//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching,isolation,protocols]
 // (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it; SERVESHARP_BENCH_SERVER=DLL
 //  measures another build of the server; --only package with SERVESHARP_BENCH_CPU_SERVER=DLL compares CPU inference through
 //  the default build's GPU ONNX Runtime package with a -p:ServeSharpCpuOnly=true build)
 var quick = args.Contains("--quick");
 var noPeer = args.Contains("--no-peer");
-string[] all = ["mobilenet", "resnet", "slide", "batching", "isolation", "peak"];
+string[] all = ["mobilenet", "resnet", "slide", "batching", "isolation", "protocols", "peak"];
 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? all;
 var root = FindRoot();
 var work = Directory.CreateDirectory(Path.Combine(root, "bench", "out")).FullName;
@@ -151,6 +151,42 @@ if (only.Contains("package"))
         var rounds = string.Join(", ", results.Chunk(2).Select(pair => (pair[0].Result.Throughput / pair[1].Result.Throughput).ToString("P1", CultureInfo.InvariantCulture)));
         Say(string.Create(CultureInfo.InvariantCulture,
             $"{caseTitle} c={clients}: GPU package {Mean(gpuPackage):F2} req/s, CPU package {Mean(cpuPackage):F2} req/s ({Mean(gpuPackage) / Mean(cpuPackage):P1}; by round {rounds})"));
+    }
+}
+
+// The protocols on one server and one model, measured alternately (three rounds): TorchServe's REST API (its JSON, and
+// the class map as a PNG), and OIP v2 REST with binary tensors (the class map as raw bytes). Same handler, same queue.
+if (only.Contains("protocols"))
+{
+    Archive("mnv3pr", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", "  mode: torchserve\n");
+    var who = Ours("1 worker × 2 threads", "mnv3pr", "/predictions/mnv3pr");
+    using var server = await who.Start();
+    await Warm(server, who.Path, images, 40);
+    (string Label, Func<int, Task<bool>> Send)[] clients =
+    [
+        ("TorchServe REST, TorchServe JSON", LoadGenerator.Sender(server.Http, "/predictions/mnv3pr", images)),
+        ("TorchServe REST, class map PNG (output=mask)", LoadGenerator.Sender(server.Http, "/predictions/mnv3pr?output=mask", images)),
+        ("OIP v2 REST, binary tensors (classes UINT8)", ProtocolClients.OipBinary(server.Http, "mnv3pr", images)),
+    ];
+    const string title = "deeplabv3_mobilenet_v3_large 224, torchserve mode: protocols";
+    var n = quick ? 48 : 160;
+    foreach (var concurrency in (int[])[1, 8])
+    {
+        var results = new List<(string Label, LoadResult Result)>();
+        for (var round = 0; round < 3; round++)
+        {
+            foreach (var (label, send) in clients)
+            {
+                await LoadGenerator.RunAsync(send, cores, cores * 4, server.Pid); // this client's paths warmed too
+                results.Add((label, await LoadGenerator.RunAsync(send, concurrency, concurrency == 1 ? n / 2 : n, server.Pid)));
+            }
+        }
+        foreach (var (label, r) in results) rows.Add(Row(title, concurrency, $"ServeSharp, {label}", r, null));
+        foreach (var (label, _) in clients)
+        {
+            var mine = results.Where(r => r.Label == label).Select(r => r.Result).ToList();
+            Say(string.Create(CultureInfo.InvariantCulture, $"{title} c={concurrency} {label}: {mine.Average(r => r.Throughput):F2} req/s, p99 {mine.Average(r => r.P99):F0} ms (mean of 3 rounds)"));
+        }
     }
 }
 

@@ -1,0 +1,31 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+
+namespace ServeSharp.Bench;
+
+/// <summary>The clients of the protocols scenario, each sending request i with image i (round-robin) and reading the whole answer.</summary>
+public static class ProtocolClients
+{
+    /// <summary>
+    /// OIP v2 REST with the binary tensor extension, as Triton's and KServe's clients send it: the JPEG as one BYTES
+    /// element after the JSON header, and the class map asked for as binary data.
+    /// </summary>
+    public static Func<int, Task<bool>> OipBinary(HttpClient http, string model, IReadOnlyList<byte[]> images) => async i =>
+    {
+        var image = images[i % images.Count];
+        var json = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture,
+            $$$"""{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":{{{image.Length + 4}}}}}],"outputs":[{"name":"classes","parameters":{"binary_data":true}}]}"""));
+        var body = new byte[json.Length + 4 + image.Length];
+        json.CopyTo(body, 0);
+        BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(json.Length), image.Length);
+        image.CopyTo(body, json.Length + 4);
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        content.Headers.Add("Inference-Header-Content-Length", json.Length.ToString(CultureInfo.InvariantCulture));
+        using var response = await http.PostAsync($"/v2/models/{model}/infer", content);
+        await response.Content.ReadAsByteArrayAsync();
+        return response.IsSuccessStatusCode;
+    };
+}
