@@ -1,9 +1,11 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
 using ServeSharp.Handlers;
 using ServeSharp.Loader;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Grpc;
 using ServeSharp.Server.Http;
 using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Wlm;
@@ -13,25 +15,28 @@ namespace ServeSharp.Server;
 
 /// <summary>
 /// The running server: one generic host holding the model manager and its worker pools (hosted services), and one
-/// Kestrel with a listener per distinct address serving the inference, management and metrics APIs. Stopping
+/// Kestrel with a listener per distinct address serving the inference, management and metrics APIs over REST, and
+/// TorchServe's gRPC inference and management APIs on HTTP/2 listeners of their own. Stopping
 /// lets in-flight requests finish, then drains the models.
 /// </summary>
 internal sealed partial class ServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly Dictionary<Api, ListenOptions> _listeners;
+    private readonly bool _grpcTls;
 
-    private ServerHost(WebApplication app, Dictionary<Api, ListenOptions> listeners)
+    private ServerHost(WebApplication app, Dictionary<Api, ListenOptions> listeners, bool grpcTls)
     {
         _app = app;
         _listeners = listeners;
+        _grpcTls = grpcTls;
     }
 
     /// <summary>The address an API really listens on (the bound port when the configuration said 0).</summary>
     public Uri AddressOf(Api api)
     {
-        var listen = _listeners.First(kv => kv.Key.HasFlag(api)).Value;
-        return new Uri($"http://{listen.IPEndPoint!}");
+        var (apis, listen) = _listeners.First(kv => kv.Key.HasFlag(api));
+        return new Uri($"{(_grpcTls && IsGrpc(apis) ? "https" : "http")}://{listen.IPEndPoint!}");
     }
 
     /// <summary>
@@ -75,12 +80,13 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton<SnapshotWriter>();
         s.AddHostedService(p => p.GetRequiredService<SnapshotWriter>());
         s.AddHostedService<WorkerPoolsService>();
+        GrpcApis.AddServices(s, config);
 
         var listeners = new Dictionary<Api, ListenOptions>();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = config.MaxRequestSize;
-            foreach (var (address, apis) in ListenerPlan(config)) listeners[apis] = Listen(k, address, apis);
+            foreach (var (address, apis) in ListenerPlan(config)) listeners[apis] = Listen(k, address, apis, config);
         });
 
         var app = builder.Build();
@@ -96,6 +102,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
             .. ManagementApi.Routes(models, config),
             .. MetricsApi.Routes(app.Services.GetRequiredService<ServerMetrics>()),
         ]);
+        GrpcApis.Map(app, ListenerPlan(config).Select(l => l.Apis));
 
         var logger = loggers.CreateLogger("ServeSharp");
         foreach (var warning in config.Warnings) LogWarning(logger, warning);
@@ -104,9 +111,11 @@ internal sealed partial class ServerHost : IAsyncDisposable
         LogGpus(logger, gpus.Count, gpus.How, gpus.Count == 0 ? "not needed" : OrtSessionFactory.CudaUnavailableReason ?? "usable");
 
         await app.StartAsync(cancellationToken);
-        var host = new ServerHost(app, listeners);
+        var host = new ServerHost(app, listeners, config.EnableGrpcSsl);
         Uri inference = host.AddressOf(Api.Inference), management = host.AddressOf(Api.Management), metrics = host.AddressOf(Api.Metrics);
         LogListening(logger, inference, management, metrics);
+        Uri grpcInference = host.AddressOf(Api.GrpcInference), grpcManagement = host.AddressOf(Api.GrpcManagement);
+        LogGrpcListening(logger, grpcInference, grpcManagement);
         return host;
     }
 
@@ -121,13 +130,22 @@ internal sealed partial class ServerHost : IAsyncDisposable
     public ValueTask DisposeAsync() => _app.DisposeAsync();
 
     // Equal addresses share one listener serving both APIs (as KServe's configurations put them); port 0 asks for a
-    // fresh port each time, so it is never equal.
+    // fresh port each time, so it is never equal. REST and gRPC never share one: gRPC's listeners speak HTTP/2 only.
     private static IEnumerable<(Uri Address, Api Apis)> ListenerPlan(ServerConfig config) =>
-        new[] { (config.InferenceAddress, Api.Inference), (config.ManagementAddress, Api.Management), (config.MetricsAddress, Api.Metrics) }
-            .GroupBy(l => (l.Item1.Host, l.Item1.Port, Fresh: l.Item1.Port == 0 ? l.Item2 : Api.None))
+        new[]
+        {
+            (config.InferenceAddress, Api.Inference), (config.ManagementAddress, Api.Management), (config.MetricsAddress, Api.Metrics),
+            (GrpcAddress(config.GrpcInference), Api.GrpcInference), (GrpcAddress(config.GrpcManagement), Api.GrpcManagement),
+        }
+            .GroupBy(l => (l.Item1.Host, l.Item1.Port, Grpc: IsGrpc(l.Item2), Fresh: l.Item1.Port == 0 ? l.Item2 : Api.None))
             .Select(g => (g.First().Item1, g.Aggregate(Api.None, (all, l) => all | l.Item2)));
 
-    private static ListenOptions Listen(KestrelServerOptions kestrel, Uri address, Api apis)
+    private static bool IsGrpc(Api apis) => (apis & (Api.GrpcInference | Api.GrpcManagement)) != Api.None;
+
+    private static Uri GrpcAddress(GrpcListen listen) =>
+        new($"http://{(listen.Host.Contains(':', StringComparison.Ordinal) ? $"[{listen.Host}]" : listen.Host)}:{listen.Port}");
+
+    private static ListenOptions Listen(KestrelServerOptions kestrel, Uri address, Api apis, ServerConfig config)
     {
         if (address.Scheme != "http")
             throw new FormatException($"{address}: only http:// addresses are supported (terminate TLS in front of ServeSharp)");
@@ -142,6 +160,12 @@ internal sealed partial class ServerHost : IAsyncDisposable
         kestrel.Listen(ip, address.Port, o =>
         {
             bound = o;
+            if (IsGrpc(apis))
+            {
+                // Plaintext gRPC is HTTP/2 with prior knowledge (h2c); with TLS, ALPN agrees on HTTP/2.
+                o.Protocols = HttpProtocols.Http2;
+                if (config.EnableGrpcSsl) o.UseHttps(X509Certificate2.CreateFromPemFile(config.CertificateFile!, config.PrivateKeyFile));
+            }
             o.Use(next => connection =>
             {
                 connection.Items[ApiPipeline.ConnectionKey] = apis;
@@ -162,6 +186,9 @@ internal sealed partial class ServerHost : IAsyncDisposable
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Inference API on {Inference}, management API on {Management}, metrics API on {Metrics}")]
     private static partial void LogListening(ILogger logger, Uri inference, Uri management, Uri metrics);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "gRPC inference API on {Inference}, gRPC management API on {Management}")]
+    private static partial void LogGrpcListening(ILogger logger, Uri inference, Uri management);
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Stopping: finishing in-flight requests, then the workers")]
     private static partial void LogStopping(ILogger logger);

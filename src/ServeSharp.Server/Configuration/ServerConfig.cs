@@ -12,6 +12,15 @@ internal sealed record ServerConfig
     public Uri InferenceAddress { get; init; } = new("http://127.0.0.1:8080");
     public Uri ManagementAddress { get; init; } = new("http://127.0.0.1:8081");
     public Uri MetricsAddress { get; init; } = new("http://127.0.0.1:8082");
+
+    /// <summary>TorchServe's gRPC APIs: grpc_inference_address / grpc_inference_port (7070), and the management pair (7071).</summary>
+    public GrpcListen GrpcInference { get; init; } = new("127.0.0.1", 7070);
+    public GrpcListen GrpcManagement { get; init; } = new("127.0.0.1", 7071);
+
+    /// <summary>enable_grpc_ssl: TLS on both gRPC ports with the PEM pair TorchServe uses (certificate_file, private_key_file).</summary>
+    public bool EnableGrpcSsl { get; init; }
+    public string? CertificateFile { get; init; }
+    public string? PrivateKeyFile { get; init; }
     public string? ModelStore { get; init; }
     public IReadOnlyList<string> LoadModels { get; init; } = [];
     public int DefaultWorkersPerModel { get; init; } = 1;
@@ -47,8 +56,9 @@ internal sealed record ServerConfig
     [
         "number_of_netty_threads", "netty_client_threads", "default_service_handler", "async_logging", "vmargs",
         "install_py_dep_per_model", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
-        "keystore", "keystore_pass", "keystore_type", "certificate_file", "private_key_file", "workflow_store",
-        "metrics_mode", "metrics_config", "grpc_inference_port", "grpc_management_port", "enable_grpc_ssl",
+        "keystore", "keystore_pass", "keystore_type", "workflow_store",
+        "metrics_mode", "metrics_config", "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
+        "grpc_inference_max_connection_age_grace_ms", "grpc_management_max_connection_age_grace_ms",
         "use_native_io", "prefer_direct_buffer", "model_snapshot", "plugins_path", "ts_allowed_urls",
     ];
 
@@ -71,6 +81,13 @@ internal sealed record ServerConfig
             InferenceAddress = Address(values, "inference_address", defaults.InferenceAddress),
             ManagementAddress = Address(values, "management_address", defaults.ManagementAddress),
             MetricsAddress = Address(values, "metrics_address", defaults.MetricsAddress),
+            GrpcInference = new(values.GetValueOrDefault("grpc_inference_address") ?? defaults.GrpcInference.Host,
+                Int(values, "grpc_inference_port") ?? defaults.GrpcInference.Port),
+            GrpcManagement = new(values.GetValueOrDefault("grpc_management_address") ?? defaults.GrpcManagement.Host,
+                Int(values, "grpc_management_port") ?? defaults.GrpcManagement.Port),
+            EnableGrpcSsl = Bool(values, "enable_grpc_ssl") ?? false,
+            CertificateFile = values.GetValueOrDefault("certificate_file"),
+            PrivateKeyFile = values.GetValueOrDefault("private_key_file"),
             ModelStore = values.GetValueOrDefault("model_store"),
             LoadModels = List(values.GetValueOrDefault("load_models")),
             DefaultWorkersPerModel = Int(values, "default_workers_per_model") ?? defaults.DefaultWorkersPerModel,
@@ -99,6 +116,8 @@ internal sealed record ServerConfig
                 warnings.Add($"config.properties: unknown key '{key}' is ignored");
         }
         if (config.JobQueueSize < 1) throw new FormatException("config.properties: job_queue_size must be at least 1");
+        if (config.EnableGrpcSsl && (config.CertificateFile is null || config.PrivateKeyFile is null))
+            throw new FormatException("config.properties: enable_grpc_ssl=true needs certificate_file and private_key_file (PEM)");
         return config;
     }
 
@@ -108,7 +127,8 @@ internal sealed record ServerConfig
         "default_workers_per_model", "job_queue_size", "default_response_timeout", "default_startup_timeout",
         "batch_size", "max_batch_delay", "max_request_size", "max_response_size", "number_of_gpu", "allowed_urls",
         "disable_token_authorization", "enable_model_api", "enable_envvars_config", "max_archive_size", "models",
-        "default_worker_isolation", "worker_user",
+        "default_worker_isolation", "worker_user", "grpc_inference_address", "grpc_inference_port",
+        "grpc_management_address", "grpc_management_port", "enable_grpc_ssl", "certificate_file", "private_key_file",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)
@@ -166,6 +186,9 @@ internal sealed record ServerConfig
         }
     }
 }
+
+/// <summary>Where one gRPC API listens: a host (IP address or localhost) and a port (0: a free one).</summary>
+internal sealed record GrpcListen(string Host, int Port);
 
 /// <summary>Per-model settings from config.properties' <c>models</c> block (TorchServe's key names).</summary>
 internal sealed record ModelSettings

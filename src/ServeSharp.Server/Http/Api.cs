@@ -1,8 +1,8 @@
 namespace ServeSharp.Server.Http;
 
-/// <summary>The three APIs; a listener serves one, or several when their addresses are equal.</summary>
+/// <summary>The APIs; a listener serves one, or several when their addresses are equal (REST with REST, gRPC with gRPC).</summary>
 [Flags]
-internal enum Api { None = 0, Inference = 1, Management = 2, Metrics = 4 }
+internal enum Api { None = 0, Inference = 1, Management = 2, Metrics = 4, GrpcInference = 8, GrpcManagement = 16 }
 
 /// <summary>How a route's errors are written: TorchServe's <c>{code, type, message}</c>, or KServe's <c>{"error": message}</c> (v1 and OIP v2).</summary>
 internal enum ErrorForm { TorchServe, KServe }

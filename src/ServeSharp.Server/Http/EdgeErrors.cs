@@ -49,6 +49,8 @@ internal static class EdgeErrors
             if (status == 404) await Respond.Error(http, 404, $"Requested resource is not found, please refer to API document: {http.Request.Method} {path}", "ResourceNotFoundException");
             else if (status == 405) await Respond.Error(http, 405, $"Requested method is not allowed, please refer to API document: {http.Request.Method} {path}", "MethodNotAllowedException");
         }
-        if (http.GetEndpoint()?.Metadata.GetMetadata<ApiTag>() is not { Api: Api.Metrics }) metrics.RequestCompleted(http.Response.StatusCode);
+        // A gRPC call's outcome is its grpc-status (its HTTP status is 200 whatever happened).
+        if (http.GetEndpoint()?.Metadata.GetMetadata<ApiTag>() is not { Api: Api.Metrics })
+            metrics.RequestCompleted(Grpc.GrpcErrors.HttpStatusOf(http) ?? http.Response.StatusCode);
     };
 }

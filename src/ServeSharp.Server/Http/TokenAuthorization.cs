@@ -47,12 +47,14 @@ internal sealed class TokenAuthorization
         if (!Enabled) return true;
         var header = http.Request.Headers.Authorization.ToString();
         const string prefix = "Bearer ";
-        return header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && Matches(header[prefix.Length..].Trim(), api == Api.Management ? ManagementKey : InferenceKey);
+        return header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && Matches(header[prefix.Length..].Trim(), api is Api.Management or Api.GrpcManagement ? ManagementKey : InferenceKey);
     }
 
-    public Task RefuseAsync(HttpContext http, Api api) => Respond.Error(http, 401,
-        $"Token Authorization failed. Token either incorrect, expired, or not provided correctly: send 'Authorization: Bearer <{(api == Api.Management ? "management" : "inference")} key>' with the key from {KeyFile}",
-        "InvalidKeyException");
+    public Task RefuseAsync(HttpContext http, Api api) => Respond.Error(http, 401, RefusalMessage(api), "InvalidKeyException");
+
+    /// <summary>What a refused client reads (REST's 401 body, gRPC's status detail).</summary>
+    public string RefusalMessage(Api api) =>
+        $"Token Authorization failed. Token either incorrect, expired, or not provided correctly: send 'Authorization: Bearer <{(api is Api.Management or Api.GrpcManagement ? "management" : "inference")} key>' with the key from {KeyFile}";
 
     private static bool Matches(string given, string expected) =>
         CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), SHA256.HashData(Encoding.UTF8.GetBytes(expected)));

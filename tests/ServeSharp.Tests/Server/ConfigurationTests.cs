@@ -64,7 +64,9 @@ public sealed class ConfigurationTests
         Assert.Empty(config.Warnings);
         foreach (var key in new[] { "inference_address", "management_address", "metrics_address", "model_store", "load_models", "default_workers_per_model",
                      "job_queue_size", "default_response_timeout", "default_startup_timeout", "max_request_size", "max_response_size", "number_of_gpu",
-                     "allowed_urls", "disable_token_authorization", "enable_model_api", "models", "enable_envvars_config", "default_worker_isolation", "worker_user" })
+                     "allowed_urls", "disable_token_authorization", "enable_model_api", "models", "enable_envvars_config", "default_worker_isolation", "worker_user",
+                     "grpc_inference_address", "grpc_inference_port", "grpc_management_address", "grpc_management_port", "enable_grpc_ssl",
+                     "certificate_file", "private_key_file" })
             Assert.Contains(key, text);
     }
 }

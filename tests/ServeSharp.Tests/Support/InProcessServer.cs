@@ -24,6 +24,8 @@ internal sealed class InProcessServer : IAsyncDisposable
     public Uri InferenceUrl { get; private set; } = null!;
     public Uri ManagementUrl { get; private set; } = null!;
     public Uri MetricsUrl { get; private set; } = null!;
+    public Uri GrpcInferenceUrl { get; private set; } = null!;
+    public Uri GrpcManagementUrl { get; private set; } = null!;
 
     public HttpClient Inference => Client(InferenceUrl);
     public HttpClient Management => Client(ManagementUrl);
@@ -31,7 +33,7 @@ internal sealed class InProcessServer : IAsyncDisposable
 
     /// <summary>
     /// Starts a server on free loopback ports. <paramref name="properties"/> are config.properties lines
-    /// (addresses default to 127.0.0.1:0; the same address given twice makes one shared listener).
+    /// (addresses default to 127.0.0.1:0, gRPC's too; the same address given twice makes one shared listener).
     /// </summary>
     public static async Task<InProcessServer> StartAsync(string modelStore, string[]? models = null, string properties = "",
         TimeProvider? time = null, IReadOnlyDictionary<string, Func<IModelHandler>>? handlers = null, Func<string?>? cudaProblem = null)
@@ -41,6 +43,8 @@ internal sealed class InProcessServer : IAsyncDisposable
             inference_address=http://127.0.0.1:0
             management_address=http://127.0.0.1:0
             metrics_address=http://127.0.0.1:0
+            grpc_inference_port=0
+            grpc_management_port=0
             disable_token_authorization=true
             enable_model_api=true
             model_store={modelStore}
@@ -57,6 +61,8 @@ internal sealed class InProcessServer : IAsyncDisposable
         server.InferenceUrl = server._host.AddressOf(Api.Inference);
         server.ManagementUrl = server._host.AddressOf(Api.Management);
         server.MetricsUrl = server._host.AddressOf(Api.Metrics);
+        server.GrpcInferenceUrl = server._host.AddressOf(Api.GrpcInference);
+        server.GrpcManagementUrl = server._host.AddressOf(Api.GrpcManagement);
         return server;
     }
 

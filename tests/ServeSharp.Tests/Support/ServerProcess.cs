@@ -11,8 +11,10 @@ namespace ServeSharp.Tests.Support;
 /// </summary>
 internal sealed class ServerProcess : IAsyncDisposable
 {
-    private ServerProcess(string directory, int inference, int management, int metrics)
+    private ServerProcess(string directory, int inference, int management, int metrics, int grpcInference, int grpcManagement)
     {
+        GrpcInferenceUrl = $"http://127.0.0.1:{grpcInference}";
+        GrpcManagementUrl = $"http://127.0.0.1:{grpcManagement}";
         Directory = directory;
         InferenceUrl = $"http://127.0.0.1:{inference}";
         ManagementUrl = $"http://127.0.0.1:{management}";
@@ -23,6 +25,8 @@ internal sealed class ServerProcess : IAsyncDisposable
     public string InferenceUrl { get; }
     public string ManagementUrl { get; }
     public string MetricsUrl { get; }
+    public string GrpcInferenceUrl { get; }
+    public string GrpcManagementUrl { get; }
     public string? InferenceKey { get; private set; }
     public string? ManagementKey { get; private set; }
     public string StartOutput { get; private set; } = "";
@@ -41,11 +45,13 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>Starts a server in <paramref name="directory"/> (kept between starts: snapshots and keys live there).</summary>
     public static ServerProcess Start(string directory, string modelStore, string[] args, string extraConfig = "", bool expectSuccess = true)
     {
-        var server = new ServerProcess(directory, FreePort(), FreePort(), FreePort());
+        var server = new ServerProcess(directory, FreePort(), FreePort(), FreePort(), FreePort(), FreePort());
         File.WriteAllText(Path.Combine(directory, "config.properties"), $"""
             inference_address={server.InferenceUrl}
             management_address={server.ManagementUrl}
             metrics_address={server.MetricsUrl}
+            grpc_inference_port={new Uri(server.GrpcInferenceUrl).Port}
+            grpc_management_port={new Uri(server.GrpcManagementUrl).Port}
             model_store={modelStore}
             {extraConfig}
             """);

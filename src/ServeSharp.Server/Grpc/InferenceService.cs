@@ -1,0 +1,77 @@
+using System.Text.Json;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Org.Pytorch.Serve.Grpc.Inference;
+using ServeSharp.Sdk;
+using ServeSharp.Server.Http;
+using ServeSharp.Server.Wlm;
+
+namespace ServeSharp.Server.Grpc;
+
+/// <summary>
+/// TorchServe's gRPC inference API. Every prediction takes the REST path's way (<see cref="ModelManager.PredictAsync"/>:
+/// the model's queue, its aggregator and workers), with the call's token as the client's, so a deadline or a
+/// cancelled call takes the job out of the queue or cancels its batch.
+/// </summary>
+internal sealed class InferenceService(ModelManager models) : InferenceAPIsService.InferenceAPIsServiceBase
+{
+    public override Task<TorchServeHealthResponse> Ping(Empty request, ServerCallContext context)
+    {
+        // TorchServe answers OK either way, with the REST /ping body as text.
+        var status = new StatusResponse(models.IsHealthy() ? "Healthy" : "Unhealthy");
+        return Task.FromResult(new TorchServeHealthResponse { Health = JsonSerializer.Serialize(status, ApiJsonContext.Relaxed.StatusResponse) });
+    }
+
+    public override Task<PredictionResponse> Predictions(PredictionsRequest request, ServerCallContext context) => PredictAsync(request, context);
+
+    /// <summary>TorchServe's streaming responses; a handler here answers once, so the stream has one message.</summary>
+    public override async Task StreamPredictions(PredictionsRequest request, IServerStreamWriter<PredictionResponse> responseStream, ServerCallContext context) =>
+        await responseStream.WriteAsync(await PredictAsync(request, context), context.CancellationToken);
+
+    /// <summary>
+    /// One answer per request, in order, on one call. A failed request is answered in-band (<c>status</c>) and the stream
+    /// goes on, as TorchServe does: one bad message must not end a client's sequence.
+    /// </summary>
+    public override async Task StreamPredictions2(IAsyncStreamReader<PredictionsRequest> requestStream, IServerStreamWriter<PredictionResponse> responseStream, ServerCallContext context)
+    {
+        await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
+        {
+            PredictionResponse response;
+            try
+            {
+                response = await PredictAsync(request, context);
+            }
+            catch (Exception e) when (!context.CancellationToken.IsCancellationRequested && GrpcErrors.StatusOf(e, context) is { } status)
+            {
+                response = new PredictionResponse { Status = GrpcErrors.InBand(status) };
+            }
+            if (request.HasSequenceId) response.SequenceId = request.SequenceId;
+            await responseStream.WriteAsync(response, context.CancellationToken);
+        }
+    }
+
+    private async Task<PredictionResponse> PredictAsync(PredictionsRequest request, ServerCallContext context)
+    {
+        if (request.ModelName.Length == 0) throw new BadRequestException("Parameter model_name is required.");
+        var model = models.Get(request.ModelName, request.ModelVersion.Length == 0 ? null : request.ModelVersion);
+        var result = await models.PredictAsync(model, ToInferenceRequest(request, context), context.CancellationToken);
+        if (result.StatusCode >= 400) throw GrpcErrors.Failed(result, context);
+        // The job's body is its own and never written again: no copy.
+        return new PredictionResponse { Prediction = UnsafeByteOperations.UnsafeWrap(result.Body) };
+    }
+
+    // TorchServe passes each input as a named parameter ("data" or "body" is the payload handlers look for), and the
+    // call's text metadata as headers; the key stays out of the handler's reach.
+    private static InferenceRequest ToInferenceRequest(PredictionsRequest request, ServerCallContext context)
+    {
+        var parameters = new Dictionary<string, RequestParameter>(request.Input.Count, StringComparer.Ordinal);
+        foreach (var (name, value) in request.Input) parameters[name] = new RequestParameter(name, value.Memory);
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var entry in context.RequestHeaders)
+        {
+            if (!entry.IsBinary && entry.Key != "authorization") headers[entry.Key] = entry.Value;
+        }
+        return new InferenceRequest(Guid.NewGuid().ToString("N"), parameters, headers);
+    }
+}
