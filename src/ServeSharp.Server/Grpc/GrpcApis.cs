@@ -24,8 +24,8 @@ internal static class GrpcApis
             var group = app.MapGroup(ApiPipeline.Prefix(set));
             if (set.HasFlag(Api.GrpcInference))
             {
-                // Another service on the inference port (KServe's OIP v2 GRPCInferenceService) is one more line here.
                 group.MapGrpcService<InferenceService>();
+                group.MapGrpcService<OipInferenceService>();
             }
             if (set.HasFlag(Api.GrpcManagement)) group.MapGrpcService<ManagementService>();
         }

@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http.Features;
 using ServeSharp.Server.Http;
@@ -63,7 +61,7 @@ internal static class GrpcErrors
 
     /// <summary>A job that answered with an error (a handler's output with status ≥ 400, a timeout, a worker that died).</summary>
     public static RpcException Failed(JobResult result, ServerCallContext context) =>
-        new(result.StatusCode == 499 ? ClientGone(context) : new Status(CodeOf(result.StatusCode), MessageOf(result)));
+        new(result.StatusCode == 499 ? ClientGone(context) : new Status(CodeOf(result.StatusCode), PredictionFailedException.From(result).Message));
 
     /// <summary>google.rpc.Status for a message of StreamPredictions2, which answers errors in-band as TorchServe does.</summary>
     public static Google.Rpc.Status InBand(Status status) => new() { Code = (int)status.StatusCode, Message = status.Detail };
@@ -81,19 +79,4 @@ internal static class GrpcErrors
     private static Status ClientGone(ServerCallContext context) => context.Deadline <= DateTime.UtcNow
         ? new(StatusCode.DeadlineExceeded, "The call's deadline passed before the prediction was answered")
         : new(StatusCode.Cancelled, "The client cancelled the call");
-
-    // Errors carry TorchServe's {code, type, message}: the message is the status detail, as TorchServe sends it.
-    private static string MessageOf(JobResult result)
-    {
-        try
-        {
-            using var json = JsonDocument.Parse(result.Body);
-            if (json.RootElement.ValueKind == JsonValueKind.Object && json.RootElement.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String)
-                return m.GetString()!;
-        }
-        catch (JsonException)
-        {
-        }
-        return Encoding.UTF8.GetString(result.Body.Span);
-    }
 }

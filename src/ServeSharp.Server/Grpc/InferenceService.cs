@@ -55,7 +55,7 @@ internal sealed class InferenceService(ModelManager models) : InferenceAPIsServi
     {
         if (request.ModelName.Length == 0) throw new BadRequestException("Parameter model_name is required.");
         var model = models.Get(request.ModelName, request.ModelVersion.Length == 0 ? null : request.ModelVersion);
-        var result = await models.PredictAsync(model, ToInferenceRequest(request, context), context.CancellationToken);
+        var result = await models.PredictAsync(model, ToInferenceRequest(request, context), InferenceProtocol.TorchServeGrpc, context.CancellationToken);
         if (result.StatusCode >= 400) throw GrpcErrors.Failed(result, context);
         // The job's body is its own and never written again: no copy.
         return new PredictionResponse { Prediction = UnsafeByteOperations.UnsafeWrap(result.Body) };
@@ -67,11 +67,17 @@ internal sealed class InferenceService(ModelManager models) : InferenceAPIsServi
     {
         var parameters = new Dictionary<string, RequestParameter>(request.Input.Count, StringComparer.Ordinal);
         foreach (var (name, value) in request.Input) parameters[name] = new RequestParameter(name, value.Memory);
+        return new InferenceRequest(Guid.NewGuid().ToString("N"), parameters, HeadersOf(context));
+    }
+
+    /// <summary>The call's text metadata as the handler's headers, without the key.</summary>
+    public static Dictionary<string, string> HeadersOf(ServerCallContext context)
+    {
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var entry in context.RequestHeaders)
         {
             if (!entry.IsBinary && entry.Key != "authorization") headers[entry.Key] = entry.Value;
         }
-        return new InferenceRequest(Guid.NewGuid().ToString("N"), parameters, headers);
+        return headers;
     }
 }
