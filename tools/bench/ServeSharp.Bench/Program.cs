@@ -154,19 +154,23 @@ if (only.Contains("package"))
     }
 }
 
-// The protocols on one server and one model, measured alternately (three rounds): TorchServe's REST API (its JSON, and
-// the class map as a PNG), and OIP v2 REST with binary tensors (the class map as raw bytes). Same handler, same queue.
+// The protocols on one server and one model, measured alternately (three rounds): TorchServe's REST and gRPC APIs (its
+// JSON; REST also with the class map as a PNG), and OIP v2 over REST with binary tensors and over gRPC (the class map as
+// raw bytes). Same handler, same queue.
 if (only.Contains("protocols"))
 {
     Archive("mnv3pr", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", "  mode: torchserve\n");
     var who = Ours("1 worker × 2 threads", "mnv3pr", "/predictions/mnv3pr");
     using var server = await who.Start();
     await Warm(server, who.Path, images, 40);
+    using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{server.GrpcInferencePort}");
     (string Label, Func<int, Task<bool>> Send)[] clients =
     [
         ("TorchServe REST, TorchServe JSON", LoadGenerator.Sender(server.Http, "/predictions/mnv3pr", images)),
+        ("TorchServe gRPC Predictions, TorchServe JSON", ProtocolClients.TorchServeGrpc(channel, "mnv3pr", images)),
         ("TorchServe REST, class map PNG (output=mask)", LoadGenerator.Sender(server.Http, "/predictions/mnv3pr?output=mask", images)),
         ("OIP v2 REST, binary tensors (classes UINT8)", ProtocolClients.OipBinary(server.Http, "mnv3pr", images)),
+        ("OIP v2 gRPC ModelInfer, raw tensors (classes UINT8)", ProtocolClients.OipGrpc(channel, "mnv3pr", images)),
     ];
     const string title = "deeplabv3_mobilenet_v3_large 224, torchserve mode: protocols";
     var n = quick ? 48 : 160;

@@ -2,6 +2,10 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
+using Google.Protobuf;
+using Grpc.Net.Client;
+using Org.Pytorch.Serve.Grpc.Inference;
+using ServeSharp.Server.Grpc.Oip;
 
 namespace ServeSharp.Bench;
 
@@ -28,4 +32,38 @@ public static class ProtocolClients
         await response.Content.ReadAsByteArrayAsync();
         return response.IsSuccessStatusCode;
     };
+
+    /// <summary>TorchServe's gRPC Predictions, as torchserve_grpc_client.py sends it: the image as input "data".</summary>
+    public static Func<int, Task<bool>> TorchServeGrpc(GrpcChannel channel, string model, IReadOnlyList<byte[]> images)
+    {
+        var client = new InferenceAPIsService.InferenceAPIsServiceClient(channel);
+        return async i =>
+        {
+            var request = new PredictionsRequest { ModelName = model, Input = { ["data"] = UnsafeByteOperations.UnsafeWrap(images[i % images.Count]) } };
+            var response = await client.PredictionsAsync(request);
+            return response.Prediction.Length > 0;
+        };
+    }
+
+    /// <summary>OIP v2 gRPC ModelInfer: the JPEG as one raw BYTES element, the class map back as raw_output_contents.</summary>
+    public static Func<int, Task<bool>> OipGrpc(GrpcChannel channel, string model, IReadOnlyList<byte[]> images)
+    {
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        return async i =>
+        {
+            var image = images[i % images.Count];
+            var packed = new byte[4 + image.Length];
+            BinaryPrimitives.WriteInt32LittleEndian(packed, image.Length);
+            image.CopyTo(packed, 4);
+            var request = new ModelInferRequest
+            {
+                ModelName = model,
+                Inputs = { new ModelInferRequest.Types.InferInputTensor { Name = "image", Datatype = "BYTES", Shape = { 1 } } },
+                Outputs = { new ModelInferRequest.Types.InferRequestedOutputTensor { Name = "classes" } },
+                RawInputContents = { UnsafeByteOperations.UnsafeWrap(packed) },
+            };
+            var response = await client.ModelInferAsync(request);
+            return response.RawOutputContents.Count == 1;
+        };
+    }
 }

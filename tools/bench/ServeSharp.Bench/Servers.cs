@@ -20,6 +20,9 @@ public sealed class BenchServer : IDisposable
     /// <summary>The server's metrics API port (ServeSharp only).</summary>
     public int? MetricsPort { get; }
 
+    /// <summary>The gRPC inference port (ServeSharp only; TorchServe's and OIP v2's services).</summary>
+    public int? GrpcInferencePort { get; private init; }
+
     /// <summary>
     /// Batches formed so far, by size, from the <c>ts_batch_size</c> histogram; null when the server has no such
     /// metric (an older build, or the peer).
@@ -58,10 +61,13 @@ public sealed class BenchServer : IDisposable
     {
         var port = FreePort();
         var metricsPort = FreePort();
+        var grpcPort = FreePort();
         File.WriteAllText(Path.Combine(dir, "config.properties"), $"""
             inference_address=http://127.0.0.1:{port}
             management_address=http://127.0.0.1:{FreePort()}
             metrics_address=http://127.0.0.1:{metricsPort}
+            grpc_inference_port={grpcPort}
+            grpc_management_port={FreePort()}
             model_store={modelStore}
             max_request_size=67108864
             max_response_size=67108864
@@ -76,7 +82,7 @@ public sealed class BenchServer : IDisposable
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new BenchServer("ServeSharp", process, port, metricsPort);
+        var server = new BenchServer("ServeSharp", process, port, metricsPort) { GrpcInferencePort = grpcPort };
         await server.WaitHealthyAsync();
         return server;
     }
