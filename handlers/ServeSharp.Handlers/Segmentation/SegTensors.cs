@@ -6,7 +6,7 @@ namespace ServeSharp.Handlers.Segmentation;
 /// <summary>
 /// image_segmenter's tensors for the Open Inference Protocol. In: an encoded image (BYTES), RGB pixels
 /// (UINT8 H×W×3, preprocessed like a decoded image) or the model's own input (FP32 3×H×W, already normalised: it goes
-/// to the model as it is). Out: <c>classes</c> (UINT8 H×W, 255 = not predicted) and, when asked, <c>probabilities</c>
+/// to the model as it is). Out: <c>classes</c> (UINT8 H×W) and, when asked, <c>probabilities</c>
 /// (FP32 C×H×W), at the size the torchserve JSON answers at (the model's input in torchserve mode, else the image's).
 /// </summary>
 internal static class SegTensors
