@@ -38,17 +38,9 @@ internal static class KServeV1Api
         var body = await RequestReader.ReadRawAsync(http, config.MaxRequestSize, http.RequestAborted);
         var instances = Instances(body);
         var headers = RequestReader.Headers(http.Request);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
-        var results = await Task.WhenAll(instances.Select((instance, i) =>
-        {
-            var parameters = new Dictionary<string, RequestParameter>(StringComparer.Ordinal) { ["data"] = new("data", instance, "application/json") };
-            return models.PredictAsync(model, new InferenceRequest($"{http.TraceIdentifier}-{i}", parameters, headers), InferenceProtocol.KServeV1, stop.Token);
-        }));
-        http.RequestAborted.ThrowIfCancellationRequested();
-        foreach (var result in results)
-        {
-            if (result.StatusCode >= 400) throw PredictionFailedException.From(result);
-        }
+        var requests = instances.Select((instance, i) => new InferenceRequest($"{http.TraceIdentifier}-{i}",
+            new Dictionary<string, RequestParameter>(StringComparer.Ordinal) { ["data"] = new("data", instance, "application/json") }, headers)).ToList();
+        var results = await OipInference.PredictAllAsync(models, model, requests, InferenceProtocol.KServeV1, http.RequestAborted);
 
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var json = new Utf8JsonWriter(buffer))

@@ -34,7 +34,17 @@ internal static class OipInference
         ModelManager.EnsureServing(model);
         if (OipMetadata.Described(model) is var (_, known) && request.Outputs?.FirstOrDefault(o => !known.Any(k => k.Name == o.Name)) is { } unknown)
             throw new BadRequestException($"the model has no output '{unknown.Name}'; it has {string.Join(", ", known.Select(k => k.Name))}");
-        var instances = Split(request, headers);
+        var results = await PredictAllAsync(models, model, Split(request, headers), protocol, cancellationToken);
+        return new OipResponse(model.Name, model.Version, request.Id, Stack(results, request.Outputs));
+    }
+
+    /// <summary>
+    /// The instances of one protocol request (OIP v2's batch, KServe v1's instances), each one job through the model's
+    /// queue. The first failure is the answer: the other instances are cancelled (their jobs leave the queue).
+    /// </summary>
+    public static async Task<JobResult[]> PredictAllAsync(ModelManager models, Model model, IReadOnlyList<InferenceRequest> instances,
+        InferenceProtocol protocol, CancellationToken cancellationToken)
+    {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var failure = new ServeSharpException?[1];
         var results = await Task.WhenAll(instances.Select(async instance =>
@@ -52,10 +62,8 @@ internal static class OipInference
             }
         }));
         cancellationToken.ThrowIfCancellationRequested();
-        if (failure[0] is { } first) throw first;
-        return new OipResponse(model.Name, model.Version, request.Id, Stack(results, request.Outputs));
+        return failure[0] is { } first ? throw first : results;
 
-        // The first failure is the answer; the other instances are cancelled (their jobs leave the queue).
         void Fail(ServeSharpException e)
         {
             if (Interlocked.CompareExchange(ref failure[0], e, null) is null) stop.Cancel();
