@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using ServeSharp.Server;
 using ServeSharp.Server.Cli;
@@ -14,37 +15,33 @@ try
 }
 catch (ArgumentException e)
 {
-    Console.Error.WriteLine($"servesharp: {e.Message}\n{CommandLine.Usage}");
+    Console.Error.WriteLine($"servesharp: {e.Message}\n(servesharp --help lists the options)");
     return 2;
 }
 
-if (cli.Help || (!cli.Start && !cli.Stop))
+if (cli.Help || args.Length == 0)
 {
     Console.WriteLine(CommandLine.Usage);
     return cli.Help ? 0 : 2;
 }
-
-if (cli.Stop)
+if (cli.Version)
 {
-    if (Daemon.RunningPid() is not { } pid)
-    {
-        Console.WriteLine("ServeSharp is not currently running.");
-        return 0;
-    }
-    Console.WriteLine("ServeSharp is stopping (in-flight requests finish first)...");
-    if (!await Daemon.StopAsync(pid, TimeSpan.FromMinutes(5)))
-    {
-        Console.Error.WriteLine($"ServeSharp (pid {pid}) did not stop within 5 minutes.");
-        return 1;
-    }
-    Console.WriteLine("ServeSharp has stopped.");
+    Console.WriteLine(CommandLine.VersionText);
     return 0;
 }
+
+// As torchserve: TS_CONFIG_FILE, else --ts-config, else ./config.properties when there is one.
+var configFile = Environment.GetEnvironmentVariable("TS_CONFIG_FILE") is { Length: > 0 } fromEnvironment ? fromEnvironment : cli.ConfigFile;
+configFile ??= File.Exists("config.properties") ? "config.properties" : null;
+var identity = configFile is not null ? Path.GetFullPath(configFile) : cli.ModelStore is not null ? Path.GetFullPath(cli.ModelStore) : Directory.GetCurrentDirectory();
+var pidFile = Daemon.PidFileFor(cli.PidFile, identity);
+
+if (cli.Stop) return await StopAsync(cli, pidFile, configFile);
 
 ServerConfig config;
 try
 {
-    config = LoadConfig(cli);
+    config = LoadConfig(cli, configFile);
 }
 catch (Exception e) when (e is FormatException or IOException)
 {
@@ -56,9 +53,9 @@ if (config.ModelStore is null && cli.Models.Count > 0)
     Console.Error.WriteLine("servesharp: --model-store is required (or model_store in config.properties)");
     return 2;
 }
-if (Daemon.RunningPid() is { } running && running != Environment.ProcessId)
+if (Daemon.RunningPid(pidFile) is { } running && running != Environment.ProcessId)
 {
-    Console.Error.WriteLine($"ServeSharp is already running (pid {running}); use servesharp --stop to stop it.");
+    Console.Error.WriteLine($"ServeSharp is already running with this configuration (pid {running}, {identity}); use servesharp --stop to stop it.");
     return 1;
 }
 
@@ -70,7 +67,18 @@ if (!cli.Foreground)
     var logFile = Path.Combine(logDirectory, "servesharp.log");
     using var child = Daemon.SpawnForeground(args, logFile);
     var ping = new Uri(config.InferenceAddress, "/ping");
-    if (!await Daemon.WaitUntilAnsweringAsync(child, ping, TimeSpan.FromSeconds(Math.Max(60, config.DefaultStartupTimeout))))
+    X509Certificate2? certificate;
+    try
+    {
+        certificate = config.InferenceAddress.Scheme == "https" ? TlsCertificate.Load(config) : null;
+    }
+    catch (FormatException e)
+    {
+        Console.Error.WriteLine($"servesharp: {e.Message}");
+        return 2;
+    }
+    using var _ = certificate;
+    if (!await Daemon.WaitUntilAnsweringAsync(child, pidFile, ping, certificate, TimeSpan.FromSeconds(Math.Max(60, config.DefaultStartupTimeout))))
     {
         Console.Error.WriteLine($"ServeSharp failed to start; see {logFile}:");
         if (File.Exists(logFile)) Console.Error.WriteLine(string.Join('\n', File.ReadLines(logFile).TakeLast(20)));
@@ -80,6 +88,7 @@ if (!cli.Foreground)
     return 0;
 }
 
+Daemon.DetachIfSpawned();
 using var loggers = LoggerFactory.Create(b => b
     .AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
     .AddSimpleConsole(o =>
@@ -92,7 +101,7 @@ using var stopping = new CancellationTokenSource(); // a signal during start-up 
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
 
-Daemon.WritePid();
+Daemon.WritePid(pidFile, identity);
 try
 {
     await using var host = await ServerHost.StartAsync(new StartOptions
@@ -118,24 +127,52 @@ catch (Exception e) when (e is IOException or FormatException or InvalidOperatio
 }
 finally
 {
-    Daemon.RemovePid();
+    Daemon.RemovePid(pidFile);
 }
 
-static ServerConfig LoadConfig(CommandLine cli)
+static async Task<int> StopAsync(CommandLine cli, string pidFile, string? configFile)
 {
-    var file = cli.ConfigFile ?? Environment.GetEnvironmentVariable("TS_CONFIG_FILE");
-    if (file is null && File.Exists("config.properties")) file = "config.properties";
-    if (file is not null && !File.Exists(file)) throw new IOException($"config file '{file}' does not exist");
+    var pid = Daemon.RunningPid(pidFile);
+    if (pid is null && !Daemon.IsExplicit(cli.PidFile) && cli.ConfigFile is null && Environment.GetEnvironmentVariable("TS_CONFIG_FILE") is null)
+    {
+        // --stop alone, as torchserve users type it: the one server running, whatever it was started with.
+        var servers = Daemon.RunningServers();
+        if (servers.Count > 1)
+        {
+            Console.Error.WriteLine("Several ServeSharp servers are running; name one with --ts-config FILE (as it was started) or --pid-file FILE:");
+            foreach (var (file, p, started) in servers) Console.Error.WriteLine($"  pid {p}: {started} (pid file {file})");
+            return 1;
+        }
+        pid = servers.Count == 1 ? servers[0].Pid : null;
+    }
+    if (pid is not { } running)
+    {
+        Console.WriteLine(configFile is null ? "ServeSharp is not currently running." : $"ServeSharp is not currently running with {Path.GetFullPath(configFile)}.");
+        return 0;
+    }
+    Console.WriteLine("ServeSharp is stopping (in-flight requests finish first)...");
+    if (!await Daemon.StopAsync(running, TimeSpan.FromMinutes(5)))
+    {
+        Console.Error.WriteLine($"ServeSharp (pid {running}) did not stop within 5 minutes.");
+        return 1;
+    }
+    Console.WriteLine("ServeSharp has stopped.");
+    return 0;
+}
+
+static ServerConfig LoadConfig(CommandLine cli, string? file)
+{
+    if (file is not null && !File.Exists(file)) throw new IOException($"--ts-config file not found: {Path.GetFullPath(file)}");
     var properties = file is null ? [] : PropertiesFile.Parse(File.ReadAllText(file));
     var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
         .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "");
-    var config = ServerConfig.From(properties, environment);
-    return config with
+    return ServerConfig.From(properties, environment, new CommandLineSettings
     {
-        ModelStore = cli.ModelStore ?? config.ModelStore,
-        DisableTokenAuthorization = cli.DisableTokenAuth || config.DisableTokenAuthorization,
-        EnableModelApi = cli.EnableModelApi || config.EnableModelApi,
-    };
+        ModelStore = cli.ModelStore,
+        DisableTokenAuthorization = cli.DisableTokenAuth,
+        EnableModelApi = cli.EnableModelApi,
+        LogConfig = cli.LogConfig,
+    });
 }
 
 internal static partial class ProgramLog

@@ -23,20 +23,20 @@ internal sealed partial class ServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly Dictionary<Api, ListenOptions> _listeners;
-    private readonly bool _grpcTls;
+    private readonly HashSet<Api> _tls;
 
-    private ServerHost(WebApplication app, Dictionary<Api, ListenOptions> listeners, bool grpcTls)
+    private ServerHost(WebApplication app, Dictionary<Api, ListenOptions> listeners, HashSet<Api> tls)
     {
         _app = app;
         _listeners = listeners;
-        _grpcTls = grpcTls;
+        _tls = tls;
     }
 
     /// <summary>The address an API really listens on (the bound port when the configuration said 0).</summary>
     public Uri AddressOf(Api api)
     {
         var (apis, listen) = _listeners.First(kv => kv.Key.HasFlag(api));
-        return new Uri($"{(_grpcTls && IsGrpc(apis) ? "https" : "http")}://{listen.IPEndPoint!}");
+        return new Uri($"{(_tls.Contains(apis) ? "https" : "http")}://{listen.IPEndPoint!}");
     }
 
     /// <summary>
@@ -73,7 +73,9 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton(new DevicePlanner(config, cudaProblem ?? (() => OrtSessionFactory.CudaUnavailableReason)));
         s.AddSingleton<ModelManager>();
-        s.AddSingleton(config.DisableTokenAuthorization ? TokenAuthorization.Disabled : TokenAuthorization.CreateAndWrite("key_file.json"));
+        // TorchServe writes key_file.json in the working directory; so do we (tests and containers pick the directory).
+        s.AddSingleton(config.DisableTokenAuthorization ? TokenAuthorization.Disabled
+            : TokenAuthorization.CreateAndWrite(options.KeyFile ?? "key_file.json", config.TokenExpirationMinutes, time ?? TimeProvider.System));
         // Hosted services start in this order and stop in reverse: snapshots are written until the very end, and the
         // scratch folders go after that.
         s.AddHostedService(_ => folders);
@@ -83,26 +85,30 @@ internal sealed partial class ServerHost : IAsyncDisposable
         GrpcApis.AddServices(s, config);
 
         var listeners = new Dictionary<Api, ListenOptions>();
+        var plan = ListenerPlan(config).ToList();
+        var tls = plan.Any(l => l.Address.Scheme == "https") || config.EnableGrpcSsl ? TlsCertificate.Load(config) : null;
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = config.MaxRequestSize;
-            foreach (var (address, apis) in ListenerPlan(config)) listeners[apis] = Listen(k, address, apis, config);
+            foreach (var (address, apis) in plan) listeners[apis] = Listen(k, address, apis, config, tls);
         });
 
         var app = builder.Build();
         app.Use(EdgeErrors.Handle(app.Services.GetRequiredService<ServerMetrics>()));
+        if (Cors.For(config) is { } cors) app.Use(cors.Handle);
         app.Use(ApiPipeline.SelectApi);
         app.UseRouting();
         app.Use(next => ApiPipeline.Authorize(app.Services.GetRequiredService<TokenAuthorization>(), next));
         var models = app.Services.GetRequiredService<ModelManager>();
-        ApiPipeline.Map(app, ListenerPlan(config).Select(l => l.Apis), [
+        ApiPipeline.Map(app, plan.Select(l => l.Apis), [
+            .. app.Services.GetRequiredService<TokenAuthorization>().Routes(),
             .. InferenceApi.Routes(models, config),
             .. KServeV1Api.Routes(models, config),
             .. OipApi.Routes(models, config),
             .. ManagementApi.Routes(models, config),
             .. MetricsApi.Routes(app.Services.GetRequiredService<ServerMetrics>()),
         ]);
-        GrpcApis.Map(app, ListenerPlan(config).Select(l => l.Apis));
+        GrpcApis.Map(app, plan.Select(l => l.Apis));
 
         var logger = loggers.CreateLogger("ServeSharp");
         foreach (var warning in config.Warnings) LogWarning(logger, warning);
@@ -111,7 +117,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         LogGpus(logger, gpus.Count, gpus.How, gpus.Count == 0 ? "not needed" : OrtSessionFactory.CudaUnavailableReason ?? "usable");
 
         await app.StartAsync(cancellationToken);
-        var host = new ServerHost(app, listeners, config.EnableGrpcSsl);
+        var host = new ServerHost(app, listeners, [.. plan.Where(l => l.Address.Scheme == "https" || (config.EnableGrpcSsl && IsGrpc(l.Apis))).Select(l => l.Apis)]);
         Uri inference = host.AddressOf(Api.Inference), management = host.AddressOf(Api.Management), metrics = host.AddressOf(Api.Metrics);
         LogListening(logger, inference, management, metrics);
         Uri grpcInference = host.AddressOf(Api.GrpcInference), grpcManagement = host.AddressOf(Api.GrpcManagement);
@@ -125,9 +131,14 @@ internal sealed partial class ServerHost : IAsyncDisposable
         var logger = _app.Services.GetRequiredService<ILogger<ServerHost>>();
         LogStopping(logger);
         await _app.StopAsync(CancellationToken.None);
+        _app.Services.GetRequiredService<TokenAuthorization>().RemoveKeyFile();
     }
 
-    public ValueTask DisposeAsync() => _app.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        _app.Services.GetRequiredService<TokenAuthorization>().RemoveKeyFile();
+        await _app.DisposeAsync();
+    }
 
     // Equal addresses share one listener serving both APIs (as KServe's configurations put them); port 0 asks for a
     // fresh port each time, so it is never equal. REST and gRPC never share one: gRPC's listeners speak HTTP/2 only.
@@ -138,17 +149,16 @@ internal sealed partial class ServerHost : IAsyncDisposable
             (GrpcAddress(config.GrpcInference), Api.GrpcInference), (GrpcAddress(config.GrpcManagement), Api.GrpcManagement),
         }
             .GroupBy(l => (l.Item1.Host, l.Item1.Port, Grpc: IsGrpc(l.Item2), Fresh: l.Item1.Port == 0 ? l.Item2 : Api.None))
-            .Select(g => (g.First().Item1, g.Aggregate(Api.None, (all, l) => all | l.Item2)));
+            .Select(g => g.Select(l => l.Item1.Scheme).Distinct().Count() == 1 ? (g.First().Item1, g.Aggregate(Api.None, (all, l) => all | l.Item2))
+                : throw new FormatException($"config.properties: {string.Join(" and ", g.Select(l => l.Item1))} share a port but not the scheme: one listener is either http or https"));
 
     private static bool IsGrpc(Api apis) => (apis & (Api.GrpcInference | Api.GrpcManagement)) != Api.None;
 
     private static Uri GrpcAddress(GrpcListen listen) =>
         new($"http://{(listen.Host.Contains(':', StringComparison.Ordinal) ? $"[{listen.Host}]" : listen.Host)}:{listen.Port}");
 
-    private static ListenOptions Listen(KestrelServerOptions kestrel, Uri address, Api apis, ServerConfig config)
+    private static ListenOptions Listen(KestrelServerOptions kestrel, Uri address, Api apis, ServerConfig config, X509Certificate2? tls)
     {
-        if (address.Scheme != "http")
-            throw new FormatException($"{address}: only http:// addresses are supported (terminate TLS in front of ServeSharp)");
         var host = address.Host.Trim('[', ']');
         var ip = host switch
         {
@@ -164,7 +174,11 @@ internal sealed partial class ServerHost : IAsyncDisposable
             {
                 // Plaintext gRPC is HTTP/2 with prior knowledge (h2c); with TLS, ALPN agrees on HTTP/2.
                 o.Protocols = HttpProtocols.Http2;
-                if (config.EnableGrpcSsl) o.UseHttps(X509Certificate2.CreateFromPemFile(config.CertificateFile!, config.PrivateKeyFile));
+                if (config.EnableGrpcSsl) o.UseHttps(tls!);
+            }
+            else if (address.Scheme == "https")
+            {
+                o.UseHttps(tls!);
             }
             o.Use(next => connection =>
             {

@@ -1,8 +1,15 @@
+using System.CommandLine;
+using System.Reflection;
+
 namespace ServeSharp.Server.Cli;
 
-/// <summary>torchserve's command line: <c>--start</c>/<c>--stop</c> and the options that go with them.</summary>
+/// <summary>
+/// torchserve's command line (ts/arg_parser.py): the same flags and short forms, parsed by System.CommandLine.
+/// <c>-v</c>, <c>--start</c> and <c>--stop</c> exclude each other, as there.
+/// </summary>
 internal sealed record CommandLine
 {
+    public bool Version { get; init; }
     public bool Start { get; init; }
     public bool Stop { get; init; }
     public bool Foreground { get; init; }
@@ -10,55 +17,91 @@ internal sealed record CommandLine
     public string? ModelStore { get; init; }
     public IReadOnlyList<string> Models { get; init; } = [];
     public string? ConfigFile { get; init; }
+    public string? PidFile { get; init; }
+    public string? LogConfig { get; init; }
     public bool NoConfigSnapshot { get; init; }
     public bool DisableTokenAuth { get; init; }
     public bool EnableModelApi { get; init; }
 
-    public const string Usage = """
-        usage: servesharp --start --model-store DIR [--models NAME=FILE.mar ... | all] [--ts-config FILE]
-                          [--foreground] [--ncs] [--disable-token-auth] [--enable-model-api]
-               servesharp --stop
+    /// <summary>What <c>servesharp -v</c> prints, in torchserve's words.</summary>
+    public static string VersionText => $"ServeSharp Version is {ProductVersion}";
 
-          --start               start the server in the background (returns once the APIs answer; logs in logs/)
-          --foreground          with --start: stay attached, log to the console
-          --stop                stop the running server; in-flight requests finish first
-          --model-store DIR     where archives are found and downloaded to (overrides model_store)
-          --models ...          models to load: NAME=FILE.mar, FILE.mar, or all (overrides load_models)
-          --ts-config FILE      the config.properties to use (default: ./config.properties, or $TS_CONFIG_FILE)
-          --ncs                 do not restore the last config snapshot
-          --disable-token-auth  turn token authorization off
-          --enable-model-api    allow registering and unregistering models through the management API
-        """;
+    public static string ProductVersion =>
+        typeof(CommandLine).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown";
 
+    private static readonly Option<bool> VersionOption = new("--version", "-v") { Description = "print ServeSharp's version" };
+    private static readonly Option<bool> StartOption = new("--start") { Description = "start the server in the background, in a session of its own (returns once the APIs answer; logs in logs/)" };
+    private static readonly Option<bool> StopOption = new("--stop") { Description = "stop the server started with the same --ts-config / --pid-file (or the only one running); in-flight requests finish first" };
+    private static readonly Option<bool> ForegroundOption = new("--foreground") { Description = "with --start: stay attached, log to the console" };
+    private static readonly Option<string> ModelStoreOption = new("--model-store") { Description = "where archives are found and downloaded to (overrides model_store)" };
+    private static readonly Option<string[]> ModelsOption = new("--models")
+    {
+        Description = "models to load: NAME=FILE.mar, FILE.mar, a URL, or all (overrides load_models)",
+        AllowMultipleArgumentsPerToken = true,
+        Arity = ArgumentArity.OneOrMore,
+    };
+    private static readonly Option<string> ConfigOption = new("--ts-config") { Description = "the config.properties to use (default: $TS_CONFIG_FILE, else ./config.properties)" };
+    private static readonly Option<string> PidFileOption = new("--pid-file") { Description = "where --start records the server's pid and --stop finds it (default: one per configuration, in the temp folder)" };
+    private static readonly Option<string> LogConfigOption = new("--log-config") { Description = "accepted for torchserve's command lines: the file must exist; its log4j2 settings are not applied" };
+    private static readonly Option<string> CppLogConfigOption = new("--cpp-log-config") { Description = "accepted for torchserve's command lines; not used (no C++ backend)" };
+    private static readonly Option<string> WorkflowStoreOption = new("--workflow-store") { Description = "not supported: ServeSharp serves models, not workflows" };
+    private static readonly Option<string> PluginsPathOption = new("--plugins-path", "--ppath") { Description = "not supported: TorchServe's plugins are Java jars" };
+    private static readonly Option<bool> NcsOption = new("--no-config-snapshots", "--ncs") { Description = "do not restore the last config snapshot (nor write new ones)" };
+    private static readonly Option<bool> DisableTokenAuthOption = new("--disable-token-auth", "--dt") { Description = "turn token authorization off" };
+    private static readonly Option<bool> EnableModelApiOption = new("--enable-model-api") { Description = "allow registering and unregistering models through the management API" };
+
+    private static RootCommand Root()
+    {
+        var root = new RootCommand("ServeSharp: a TorchServe-compatible model server for semantic segmentation")
+        {
+            VersionOption, StartOption, StopOption, ForegroundOption, ModelStoreOption, ModelsOption, ConfigOption, PidFileOption,
+            LogConfigOption, CppLogConfigOption, WorkflowStoreOption, PluginsPathOption, NcsOption, DisableTokenAuthOption, EnableModelApiOption,
+        };
+        // System.CommandLine's own --version prints a bare number; ours prints torchserve's sentence and also answers -v.
+        foreach (var builtIn in root.Options.OfType<System.CommandLine.VersionOption>().ToList()) root.Options.Remove(builtIn);
+        return root;
+    }
+
+    /// <summary>The generated help text (the same options the parser knows, so it cannot drift from them).</summary>
+    public static string Usage
+    {
+        get
+        {
+            using var output = new StringWriter();
+            Root().Parse(["--help"]).Invoke(new InvocationConfiguration { Output = output });
+            return output.ToString().TrimEnd();
+        }
+    }
+
+    /// <summary>Parses torchserve-style arguments; a mistake is an <see cref="ArgumentException"/> naming it.</summary>
     public static CommandLine Parse(IReadOnlyList<string> args)
     {
-        var result = new CommandLine();
-        var models = new List<string>();
-        for (var i = 0; i < args.Count; i++)
+        var parsed = Root().Parse(args.ToArray());
+        if (parsed.Errors.Count > 0) throw new ArgumentException(string.Join("; ", parsed.Errors.Select(e => e.Message)));
+        var result = new CommandLine
         {
-            string Value() => i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal)
-                ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-
-            switch (args[i])
-            {
-                case "--start": result = result with { Start = true }; break;
-                case "--stop": result = result with { Stop = true }; break;
-                case "--foreground": result = result with { Foreground = true }; break;
-                case "--ncs" or "--no-config-snapshots": result = result with { NoConfigSnapshot = true }; break;
-                case "--disable-token-auth": result = result with { DisableTokenAuth = true }; break;
-                case "--enable-model-api": result = result with { EnableModelApi = true }; break;
-                case "-h" or "--help": result = result with { Help = true }; break;
-                case "--model-store": result = result with { ModelStore = Value() }; break;
-                case "--ts-config": result = result with { ConfigFile = Value() }; break;
-                case "--models":
-                    models.Add(Value());
-                    while (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) models.Add(args[++i]);
-                    break;
-                case "--log-config" or "--workflow-store" or "--plugins-path": Value(); break; // accepted for drop-in use; not used
-                default: throw new ArgumentException($"unknown argument '{args[i]}'");
-            }
-        }
-        if (result.Start && result.Stop) throw new ArgumentException("--start and --stop cannot be used together");
-        return result with { Models = models };
+            Version = parsed.GetValue(VersionOption),
+            Start = parsed.GetValue(StartOption),
+            Stop = parsed.GetValue(StopOption),
+            Foreground = parsed.GetValue(ForegroundOption),
+            Help = args.Any(a => a is "-h" or "--help" or "-?"),
+            ModelStore = parsed.GetValue(ModelStoreOption),
+            Models = parsed.GetValue(ModelsOption) ?? [],
+            ConfigFile = parsed.GetValue(ConfigOption),
+            PidFile = parsed.GetValue(PidFileOption),
+            LogConfig = parsed.GetValue(LogConfigOption),
+            NoConfigSnapshot = parsed.GetValue(NcsOption),
+            DisableTokenAuth = parsed.GetValue(DisableTokenAuthOption),
+            EnableModelApi = parsed.GetValue(EnableModelApiOption),
+        };
+        if (new[] { result.Version, result.Start, result.Stop }.Count(b => b) > 1)
+            throw new ArgumentException("-v/--version, --start and --stop cannot be used together");
+        if (parsed.GetValue(WorkflowStoreOption) is not null)
+            throw new ArgumentException("--workflow-store is not supported: ServeSharp serves models, not TorchServe workflows");
+        if (parsed.GetValue(PluginsPathOption) is not null)
+            throw new ArgumentException("--plugins-path is not supported: TorchServe's plugins are Java jars, which ServeSharp cannot load");
+        if (result.LogConfig is { } log && !File.Exists(log))
+            throw new ArgumentException($"--log-config file not found: {Path.GetFullPath(log)}");
+        return result;
     }
 }

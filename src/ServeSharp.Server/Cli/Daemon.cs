@@ -1,5 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
 
 namespace ServeSharp.Server.Cli;
 
@@ -9,21 +14,53 @@ namespace ServeSharp.Server.Cli;
 /// </summary>
 internal static class Daemon
 {
-    /// <summary>TorchServe keeps its pid in the temp folder; SERVESHARP_PID_FILE moves it (tests run servers side by side).</summary>
-    public static string PidFile =>
-        Environment.GetEnvironmentVariable("SERVESHARP_PID_FILE") is { Length: > 0 } p ? p : Path.Combine(Path.GetTempPath(), ".servesharp.pid");
+    private const string PidFilePrefix = ".servesharp-";
+
+    /// <summary>
+    /// The pid file of one server: <c>--pid-file</c>, else SERVESHARP_PID_FILE, else one per configuration in the temp
+    /// folder, named after <paramref name="identity"/> (the config file in use, else the model store, else the working
+    /// directory) — so two servers with different configurations on one host never see, or stop, each other.
+    /// TorchServe keeps one pid file for the whole host; it lives in the temp folder rather than beside the configuration
+    /// because KServe mounts the configuration read-only.
+    /// </summary>
+    public static string PidFileFor(string? explicitPath, string? identity)
+    {
+        if (explicitPath is { Length: > 0 }) return Path.GetFullPath(explicitPath);
+        if (Environment.GetEnvironmentVariable("SERVESHARP_PID_FILE") is { Length: > 0 } p) return Path.GetFullPath(p);
+        var key = Path.GetFullPath(identity ?? Directory.GetCurrentDirectory());
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..16];
+        return Path.Combine(Path.GetTempPath(), $"{PidFilePrefix}{hash}.pid");
+    }
+
+    /// <summary>Whether <paramref name="pidFile"/> came from --pid-file or SERVESHARP_PID_FILE rather than the configuration.</summary>
+    public static bool IsExplicit(string? explicitPath) =>
+        explicitPath is { Length: > 0 } || Environment.GetEnvironmentVariable("SERVESHARP_PID_FILE") is { Length: > 0 };
+
+    /// <summary>
+    /// Every running server's pid file in the temp folder (for a <c>--stop</c> that names none: with a single server
+    /// running, it is the one, as torchserve --stop would find it).
+    /// </summary>
+    public static IReadOnlyList<(string PidFile, int Pid, string Identity)> RunningServers()
+    {
+        var found = new List<(string, int, string)>();
+        foreach (var file in Directory.EnumerateFiles(Path.GetTempPath(), PidFilePrefix + "*.pid"))
+        {
+            if (RunningPid(file) is { } pid) found.Add((file, pid, Identity(file) ?? "?"));
+        }
+        return found;
+    }
 
     /// <summary>
     /// The pid of a running server, or null. A stale pid file never blocks a start: the pid must be alive (not a
     /// zombie left by kill -9) and be the same process that wrote the file (its start time matches), not a later
     /// program that was given the same pid.
     /// </summary>
-    public static int? RunningPid(string? pidFile = null)
+    public static int? RunningPid(string pidFile)
     {
         string[] fields;
         try
         {
-            fields = File.ReadAllText(pidFile ?? PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            fields = File.ReadLines(pidFile).FirstOrDefault()?.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -34,27 +71,41 @@ internal static class Daemon
         return fields.Length < 2 || fields[1] == started ? pid : null;
     }
 
-    /// <summary>Writes "pid start-time" (the start time tells this process from a later one with the same pid).</summary>
-    public static void WritePid(string? pidFile = null)
+    /// <summary>Writes "pid start-time" (the start time tells this process from a later one with the same pid) and, on
+    /// the second line, what the server was started with (for --stop's messages).</summary>
+    public static void WritePid(string pidFile, string identity = "")
     {
         var pid = Environment.ProcessId;
         var started = ProcStat(pid)?.Started;
-        File.WriteAllText(pidFile ?? PidFile, started is null ? pid.ToString(CultureInfo.InvariantCulture) : $"{pid} {started}");
+        var first = started is null ? pid.ToString(CultureInfo.InvariantCulture) : $"{pid} {started}";
+        File.WriteAllText(pidFile, $"{first}\n{identity}\n");
     }
 
-    public static void RemovePid()
+    public static void RemovePid(string pidFile)
     {
-        if (PidFileOwner() == Environment.ProcessId) File.Delete(PidFile);
+        if (PidFileOwner(pidFile) == Environment.ProcessId) File.Delete(pidFile);
     }
 
-    private static int? PidFileOwner()
+    private static string? Identity(string pidFile)
     {
         try
         {
-            var first = File.ReadAllText(PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+            return File.ReadLines(pidFile).Skip(1).FirstOrDefault();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static int? PidFileOwner(string pidFile)
+    {
+        try
+        {
+            var first = File.ReadAllText(pidFile).Split(' ', '\n')[0];
             return int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or IndexOutOfRangeException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return null;
         }
@@ -88,20 +139,44 @@ internal static class Daemon
         info.ArgumentList.Add(logFile);
         info.ArgumentList.Add(self);
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(Daemon).Assembly.Location);
+        info.Environment[DetachVariable] = "1";
         foreach (var a in args) info.ArgumentList.Add(a);
         info.ArgumentList.Add("--foreground");
         return Process.Start(info)!;
     }
 
-    /// <summary>Waits until <paramref name="pingUrl"/> answers, or the child dies, or time runs out.</summary>
-    public static async Task<bool> WaitUntilAnsweringAsync(Process child, Uri pingUrl, TimeSpan timeout)
+    private const string DetachVariable = "SERVESHARP_DETACH";
+
+    /// <summary>
+    /// In the server that --start spawned: leaves the launcher's session and process group, so the server outlives the
+    /// shell (or the whole session) that ran --start, and a terminal's hang-up never reaches it.
+    /// </summary>
+    public static void DetachIfSpawned()
     {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        if (Environment.GetEnvironmentVariable(DetachVariable) != "1") return;
+        Environment.SetEnvironmentVariable(DetachVariable, null); // worker processes must not inherit it
+        if (!OperatingSystem.IsLinux() || !NativeLibrary.TryLoad("libc.so.6", out var libc)) return;
+        // Looked up at run time, as Nvml is: the server needs no unsafe code for one call.
+        Marshal.GetDelegateForFunctionPointer<SetSidFn>(NativeLibrary.GetExport(libc, "setsid"))();
+    }
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate int SetSidFn();
+
+    /// <summary>Waits until <paramref name="pingUrl"/> answers, or the child dies, or time runs out.</summary>
+    public static async Task<bool> WaitUntilAnsweringAsync(Process child, string pidFile, Uri pingUrl, X509Certificate2? certificate, TimeSpan timeout)
+    {
+        // Over https://, our own child presents the configured certificate, which may be self-signed: that one is trusted.
+        using var handler = new SocketsHttpHandler
+        {
+            SslOptions = { RemoteCertificateValidationCallback = (_, presented, _, errors) => errors == SslPolicyErrors.None || IsSame(presented, certificate) },
+        };
+        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(2) };
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(200));
         var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < deadline)
         {
-            if (child.HasExited && RunningPid() is null) return false;
+            if (child.HasExited && RunningPid(pidFile) is null) return false;
             try
             {
                 using var response = await http.GetAsync(pingUrl);
@@ -114,6 +189,9 @@ internal static class Daemon
         }
         return false;
     }
+
+    private static bool IsSame(X509Certificate? presented, X509Certificate2? expected) =>
+        presented is not null && expected is not null && presented.GetCertHashString() == expected.GetCertHashString();
 
     /// <summary>SIGTERM, then waits for the process to finish its in-flight work and exit.</summary>
     public static async Task<bool> StopAsync(int pid, TimeSpan timeout)

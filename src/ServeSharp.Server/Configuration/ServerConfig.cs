@@ -21,6 +21,19 @@ internal sealed record ServerConfig
     public bool EnableGrpcSsl { get; init; }
     public string? CertificateFile { get; init; }
     public string? PrivateKeyFile { get; init; }
+
+    /// <summary>keystore / keystore_pass / keystore_type: TorchServe's other way to give the TLS certificate (PKCS12 only here).</summary>
+    public string? Keystore { get; init; }
+    public string? KeystorePass { get; init; }
+    public string KeystoreType { get; init; } = "PKCS12";
+
+    /// <summary>cors_allowed_origin / _methods / _headers: CORS on the REST listeners, off unless an origin is given.</summary>
+    public string? CorsAllowedOrigin { get; init; }
+    public IReadOnlyList<string> CorsAllowedMethods { get; init; } = [];
+    public IReadOnlyList<string> CorsAllowedHeaders { get; init; } = [];
+
+    /// <summary>token_expiration_min: how long the management and inference keys live (TorchServe: 60 minutes).</summary>
+    public double TokenExpirationMinutes { get; init; } = 60;
     public string? ModelStore { get; init; }
     public IReadOnlyList<string> LoadModels { get; init; } = [];
     public int DefaultWorkersPerModel { get; init; } = 1;
@@ -52,25 +65,37 @@ internal sealed record ServerConfig
 
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
+    // TorchServe keys with no meaning here (Java/Netty/Python tuning, workflows, plugins): each is logged once at start
+    // as ignored, never dropped silently.
     private static readonly HashSet<string> IgnoredTorchServeKeys =
     [
         "number_of_netty_threads", "netty_client_threads", "default_service_handler", "async_logging", "vmargs",
-        "install_py_dep_per_model", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
-        "keystore", "keystore_pass", "keystore_type", "workflow_store",
+        "install_py_dep_per_model", "workflow_store",
         "metrics_mode", "metrics_config", "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
         "grpc_inference_max_connection_age_grace_ms", "grpc_management_max_connection_age_grace_ms",
         "use_native_io", "prefer_direct_buffer", "model_snapshot", "plugins_path", "ts_allowed_urls",
     ];
 
-    /// <summary>Builds the config from properties (and, if they say so, TS_* environment variables).</summary>
-    public static ServerConfig From(IReadOnlyDictionary<string, string> properties, IReadOnlyDictionary<string, string>? environment = null)
+    // Environment variables TorchServe reads that are not TS_<config key> (TS_CONFIG_FILE picks the file itself).
+    private static readonly HashSet<string> NotConfigKeys = ["config_file"];
+
+    /// <summary>
+    /// Builds the config the way TorchServe's ConfigManager does: config.properties, then the command line over it, then
+    /// (only with enable_envvars_config=true) the TS_* environment variables over both.
+    /// </summary>
+    public static ServerConfig From(IReadOnlyDictionary<string, string> properties, IReadOnlyDictionary<string, string>? environment = null,
+        CommandLineSettings? commandLine = null)
     {
         var values = new Dictionary<string, string>(properties, StringComparer.Ordinal);
+        if (commandLine?.ModelStore is { } store) values["model_store"] = store;
+        if (commandLine?.DisableTokenAuthorization == true) values["disable_token_authorization"] = "true";
+        if (commandLine?.EnableModelApi == true) values["enable_model_api"] = "true";
         if (Bool(values, "enable_envvars_config") == true && environment is not null)
         {
             foreach (var (name, value) in environment)
             {
-                if (name.StartsWith("TS_", StringComparison.Ordinal)) values[name[3..].ToLowerInvariant()] = value;
+                if (name.StartsWith("TS_", StringComparison.Ordinal) && !NotConfigKeys.Contains(name[3..].ToLowerInvariant()))
+                    values[name[3..].ToLowerInvariant()] = value;
             }
         }
 
@@ -88,6 +113,13 @@ internal sealed record ServerConfig
             EnableGrpcSsl = Bool(values, "enable_grpc_ssl") ?? false,
             CertificateFile = values.GetValueOrDefault("certificate_file"),
             PrivateKeyFile = values.GetValueOrDefault("private_key_file"),
+            Keystore = values.GetValueOrDefault("keystore") is { Length: > 0 } keystore ? keystore : null,
+            KeystorePass = values.GetValueOrDefault("keystore_pass"),
+            KeystoreType = values.GetValueOrDefault("keystore_type") is { Length: > 0 } type ? type : defaults.KeystoreType,
+            CorsAllowedOrigin = values.GetValueOrDefault("cors_allowed_origin") is { Length: > 0 } origin ? origin : null,
+            CorsAllowedMethods = List(values.GetValueOrDefault("cors_allowed_methods")),
+            CorsAllowedHeaders = List(values.GetValueOrDefault("cors_allowed_headers")),
+            TokenExpirationMinutes = Double(values, "token_expiration_min") ?? defaults.TokenExpirationMinutes,
             ModelStore = values.GetValueOrDefault("model_store"),
             LoadModels = List(values.GetValueOrDefault("load_models")),
             DefaultWorkersPerModel = Int(values, "default_workers_per_model") ?? defaults.DefaultWorkersPerModel,
@@ -110,11 +142,16 @@ internal sealed record ServerConfig
             Warnings = warnings,
         };
 
-        foreach (var key in values.Keys)
+        foreach (var key in values.Keys.Order(StringComparer.Ordinal))
         {
-            if (!KnownKeys.Contains(key) && !IgnoredTorchServeKeys.Contains(key) && !key.StartsWith("metrics_", StringComparison.Ordinal))
-                warnings.Add($"config.properties: unknown key '{key}' is ignored");
+            if (IgnoredTorchServeKeys.Contains(key)) warnings.Add($"config.properties: '{key}' is a TorchServe setting ServeSharp does not use; ignored");
+            else if (!KnownKeys.Contains(key)) warnings.Add($"config.properties: unknown key '{key}' is ignored");
         }
+        if (commandLine?.LogConfig is { } logConfig)
+            warnings.Add($"--log-config {logConfig}: log4j2 configurations are not read; ServeSharp logs to the console (--foreground) or logs/servesharp.log");
+        if (config.TokenExpirationMinutes <= 0) throw new FormatException("config.properties: token_expiration_min must be a positive number of minutes");
+        if (!config.KeystoreType.Equals("PKCS12", StringComparison.OrdinalIgnoreCase))
+            throw new FormatException($"config.properties: keystore_type '{config.KeystoreType}' is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12) or give certificate_file and private_key_file (PEM)");
         if (config.JobQueueSize < 1) throw new FormatException("config.properties: job_queue_size must be at least 1");
         if (config.EnableGrpcSsl && (config.CertificateFile is null || config.PrivateKeyFile is null))
             throw new FormatException("config.properties: enable_grpc_ssl=true needs certificate_file and private_key_file (PEM)");
@@ -129,6 +166,8 @@ internal sealed record ServerConfig
         "disable_token_authorization", "enable_model_api", "enable_envvars_config", "max_archive_size", "models",
         "default_worker_isolation", "worker_user", "grpc_inference_address", "grpc_inference_port",
         "grpc_management_address", "grpc_management_port", "enable_grpc_ssl", "certificate_file", "private_key_file",
+        "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
+        "token_expiration_min",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)
@@ -161,6 +200,10 @@ internal sealed record ServerConfig
         values.TryGetValue(key, out var s) ? long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
             : throw new FormatException($"config.properties: {key} '{s}' is not an integer") : null;
 
+    private static double? Double(Dictionary<string, string> values, string key) =>
+        values.TryGetValue(key, out var s) ? double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v
+            : throw new FormatException($"config.properties: {key} '{s}' is not a number") : null;
+
     private static bool? Bool(Dictionary<string, string> values, string key) =>
         values.TryGetValue(key, out var s) ? s.Equals("true", StringComparison.OrdinalIgnoreCase) ? true
             : s.Equals("false", StringComparison.OrdinalIgnoreCase) ? false
@@ -185,6 +228,15 @@ internal sealed record ServerConfig
             throw new FormatException($"config.properties: models is not TorchServe's JSON block ({e.Message})", e);
         }
     }
+}
+
+/// <summary>What the command line sets over config.properties (TorchServe's --model-store, --disable-token-auth, --enable-model-api).</summary>
+internal sealed record CommandLineSettings
+{
+    public string? ModelStore { get; init; }
+    public bool DisableTokenAuthorization { get; init; }
+    public bool EnableModelApi { get; init; }
+    public string? LogConfig { get; init; }
 }
 
 /// <summary>Where one gRPC API listens: a host (IP address or localhost) and a port (0: a free one).</summary>

@@ -18,7 +18,21 @@ internal static class RequestReader
         var parameters = new Dictionary<string, RequestParameter>(StringComparer.Ordinal);
         try
         {
-            if (request.HasFormContentType)
+            if (request.HasFormContentType && !request.ContentType!.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
+            {
+                // curl --data-binary @photo.jpg and Python's urllib label raw bytes application/x-www-form-urlencoded.
+                // Text that parses as a form is a form (name=value&...); anything else is the body itself, as the user meant.
+                var body = await ReadBodyAsync(request, maxRequestSize, cancellationToken);
+                if (UrlEncodedForm(body.Span) is { } fields)
+                {
+                    foreach (var (name, value) in fields) parameters[name] = RequestParameter.Text(name, value.ToString());
+                }
+                else
+                {
+                    parameters["body"] = new RequestParameter("body", body, null);
+                }
+            }
+            else if (request.HasFormContentType)
             {
                 var form = await request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = maxRequestSize, ValueLengthLimit = (int)Math.Min(int.MaxValue, maxRequestSize) }, cancellationToken);
                 foreach (var (name, value) in form) parameters[name] = RequestParameter.Text(name, value.ToString());
@@ -49,6 +63,20 @@ internal static class RequestReader
         }
 
         return new InferenceRequest(http.TraceIdentifier, parameters, Headers(request));
+    }
+
+    /// <summary>
+    /// The fields of a body that is a URL-encoded form: printable ASCII with at least one name=value pair. Encoded images
+    /// (JPEG, PNG: binary from their first bytes) never are; null then.
+    /// </summary>
+    private static Dictionary<string, Microsoft.Extensions.Primitives.StringValues>? UrlEncodedForm(ReadOnlySpan<byte> body)
+    {
+        if (body.IsEmpty || body.IndexOf((byte)'=') < 0) return null;
+        foreach (var b in body)
+        {
+            if (b is < 0x20 or > 0x7E && b is not ((byte)'\r' or (byte)'\n' or (byte)'\t')) return null;
+        }
+        return Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(System.Text.Encoding.ASCII.GetString(body));
     }
 
     /// <summary>The raw body, refused over <paramref name="maxRequestSize"/> (for protocols that parse their own bodies).</summary>

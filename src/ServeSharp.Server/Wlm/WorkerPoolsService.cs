@@ -11,6 +11,9 @@ internal sealed record StartOptions
     public IReadOnlyList<string> Models { get; init; } = [];
     public bool NoConfigSnapshot { get; init; }
     public string LogDirectory { get; init; } = "logs";
+
+    /// <summary>Where token authorization writes its keys (TorchServe: key_file.json in the working directory).</summary>
+    public string? KeyFile { get; init; }
 }
 
 /// <summary>

@@ -30,8 +30,9 @@ public sealed class ConfigurationTests
         Assert.Equal(7, config.JobQueueSize);
         var deeplab = config.Models["deeplab"]["1.0"];
         Assert.Equal((true, "deeplab.mar", 2, 3, 4, 50, 30), (deeplab.DefaultVersion, deeplab.MarName, deeplab.MinWorkers, deeplab.MaxWorkers, deeplab.BatchSize, deeplab.MaxBatchDelay, deeplab.ResponseTimeout));
-        // Unknown keys warn; TorchServe keys that ServeSharp has no use for do not.
-        Assert.Equal(["config.properties: unknown key 'some_future_key' is ignored"], config.Warnings);
+        // Unknown keys warn, and so do TorchServe keys that ServeSharp has no use for: nothing is dropped silently.
+        Assert.Equal(["config.properties: 'number_of_netty_threads' is a TorchServe setting ServeSharp does not use; ignored",
+            "config.properties: unknown key 'some_future_key' is ignored"], config.Warnings);
     }
 
     [Fact]
@@ -44,7 +45,23 @@ public sealed class ConfigurationTests
         Assert.True(enabled.EnableModelApi);
     }
 
+    [Fact]
+    public void The_command_line_wins_over_the_file_and_ts_environment_variables_over_both_as_in_torchserve()
+    {
+        var file = new Dictionary<string, string> { ["model_store"] = "from-file", ["enable_envvars_config"] = "true" };
+        var cli = new CommandLineSettings { ModelStore = "from-cli", DisableTokenAuthorization = true };
+        Assert.Equal("from-cli", ServerConfig.From(file, new Dictionary<string, string>(), cli).ModelStore);
+        Assert.True(ServerConfig.From(file, new Dictionary<string, string>(), cli).DisableTokenAuthorization);
+        var env = new Dictionary<string, string> { ["TS_MODEL_STORE"] = "from-env", ["TS_CONFIG_FILE"] = "other.properties" };
+        var config = ServerConfig.From(file, env, cli);
+        Assert.Equal("from-env", config.ModelStore);
+        Assert.Empty(config.Warnings); // TS_CONFIG_FILE names the file; it is not a key
+    }
+
     [Theory]
+    [InlineData("token_expiration_min", "soon", "token_expiration_min 'soon' is not a number")]
+    [InlineData("token_expiration_min", "0", "token_expiration_min must be a positive number of minutes")]
+    [InlineData("keystore_type", "JKS", "keystore_type 'JKS' is not supported")]
     [InlineData("job_queue_size", "lots", "job_queue_size 'lots' is not an integer")]
     [InlineData("enable_model_api", "maybe", "enable_model_api 'maybe' is not true or false")]
     [InlineData("inference_address", "8080", "inference_address '8080' is not an http(s)://host:port address")]
@@ -66,7 +83,8 @@ public sealed class ConfigurationTests
                      "job_queue_size", "default_response_timeout", "default_startup_timeout", "max_request_size", "max_response_size", "number_of_gpu",
                      "allowed_urls", "disable_token_authorization", "enable_model_api", "models", "enable_envvars_config", "default_worker_isolation", "worker_user",
                      "grpc_inference_address", "grpc_inference_port", "grpc_management_address", "grpc_management_port", "enable_grpc_ssl",
-                     "certificate_file", "private_key_file" })
+                     "certificate_file", "private_key_file", "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin",
+                     "cors_allowed_methods", "cors_allowed_headers", "token_expiration_min" })
             Assert.Contains(key, text);
     }
 }
