@@ -39,12 +39,12 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
         if (auth)
         {
             var (noKey, noKeyBody) = ServerProcess.Curl($"{server.InferenceUrl}/predictions/probe", "-T", input);
-            Assert.Equal(401, noKey);
+            Assert.Equal(400, noKey); // TorchServe answers a missing or wrong key with 400 (InvalidKeyException)
             Assert.Contains("Token Authorization failed", noKeyBody);
             var (wrongKey, _) = ServerProcess.Curl("-H", $"Authorization: Bearer {server.ManagementKey}", $"{server.InferenceUrl}/predictions/probe", "-T", input);
-            Assert.Equal(401, wrongKey);
+            Assert.Equal(400, wrongKey);
             var (mgmtNoKey, _) = ServerProcess.Curl($"{server.ManagementUrl}/models");
-            Assert.Equal(401, mgmtNoKey);
+            Assert.Equal(400, mgmtNoKey);
         }
 
         // Register version 2.0 from the model store, synchronously, with curl.

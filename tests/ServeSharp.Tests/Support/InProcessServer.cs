@@ -56,6 +56,7 @@ internal sealed class InProcessServer : IAsyncDisposable
             Models = models ?? [],
             NoConfigSnapshot = true,
             LogDirectory = Path.Combine(server.Directory, "logs"),
+            KeyFile = Path.Combine(server.Directory, "key_file.json"),
         };
         server._host = await ServerHost.StartAsync(options, Loggers, CancellationToken.None, time, handlers, cudaProblem);
         server.InferenceUrl = server._host.AddressOf(Api.Inference);
@@ -67,9 +68,10 @@ internal sealed class InProcessServer : IAsyncDisposable
     }
 
     /// <summary>Polls until the model's workers are READY (real time, bounded: a safety net, not an assertion on speed).</summary>
-    public async Task WaitReadyAsync(string model, int workers = 1)
+    public async Task WaitReadyAsync(string model, int workers = 1, string? managementKey = null)
     {
         using var management = Management;
+        if (managementKey is not null) management.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", managementKey);
         for (var i = 0; i < 600; i++)
         {
             var response = await management.GetAsync($"/models/{model}");
@@ -83,10 +85,20 @@ internal sealed class InProcessServer : IAsyncDisposable
         Assert.Fail($"model {model} did not get {workers} READY workers");
     }
 
-    public async ValueTask DisposeAsync()
+    private bool _stopped;
+
+    /// <summary>Stops the server as --stop would (in-flight requests finish), keeping its folder for the test to inspect.</summary>
+    public async Task StopAsync()
     {
+        if (_stopped) return;
+        _stopped = true;
         await _host.StopAsync();
         await _host.DisposeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
         _dir.Dispose();
     }
 

@@ -36,16 +36,17 @@ internal sealed class ServerProcess : IAsyncDisposable
     public HttpClient Management => Client(ManagementUrl, ManagementKey);
     public HttpClient Metrics => Client(MetricsUrl, null);
 
-    private IReadOnlyDictionary<string, string> Environment => new Dictionary<string, string>
-    {
-        ["SERVESHARP_PID_FILE"] = Path.Combine(Directory, "servesharp.pid"),
-        ["LOG_LOCATION"] = Path.Combine(Directory, "logs"),
-    };
+    /// <summary>False: the server finds its pid file as a user's would (one per configuration, in the temp folder).</summary>
+    private bool _ownPidFile = true;
+
+    public IReadOnlyDictionary<string, string> Environment => _ownPidFile
+        ? new Dictionary<string, string> { ["SERVESHARP_PID_FILE"] = Path.Combine(Directory, "servesharp.pid"), ["LOG_LOCATION"] = Path.Combine(Directory, "logs") }
+        : new Dictionary<string, string> { ["LOG_LOCATION"] = Path.Combine(Directory, "logs") };
 
     /// <summary>Starts a server in <paramref name="directory"/> (kept between starts: snapshots and keys live there).</summary>
-    public static ServerProcess Start(string directory, string modelStore, string[] args, string extraConfig = "", bool expectSuccess = true)
+    public static ServerProcess Start(string directory, string modelStore, string[] args, string extraConfig = "", bool expectSuccess = true, bool ownPidFile = true, bool launch = true)
     {
-        var server = new ServerProcess(directory, FreePort(), FreePort(), FreePort(), FreePort(), FreePort());
+        var server = new ServerProcess(directory, FreePort(), FreePort(), FreePort(), FreePort(), FreePort()) { _ownPidFile = ownPidFile };
         File.WriteAllText(Path.Combine(directory, "config.properties"), $"""
             inference_address={server.InferenceUrl}
             management_address={server.ManagementUrl}
@@ -55,7 +56,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             model_store={modelStore}
             {extraConfig}
             """);
-        server.Launch(args, expectSuccess);
+        if (launch) server.Launch(args, expectSuccess);
         return server;
     }
 
@@ -119,7 +120,7 @@ internal sealed class ServerProcess : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    private static string ServerDll => Path.Combine(AppContext.BaseDirectory, "servesharp.dll");
+    public static string ServerDll => Path.Combine(AppContext.BaseDirectory, "servesharp.dll");
 
     private static HttpClient Client(string url, string? key)
     {
