@@ -19,6 +19,11 @@ public sealed record ArchiveSpec
     public string ExportPath { get; init; } = ".";
     public ArchiveFormat Format { get; init; } = ArchiveFormat.Default;
     public bool Force { get; init; }
+
+    /// <summary>The manifest's <c>runtime</c>: torch-model-archiver's choices (python, python3, LSP), recorded as given.</summary>
+    public string Runtime { get; init; } = "python";
+
+    public static readonly IReadOnlyList<string> Runtimes = ["python", "python3", "LSP"];
 }
 
 /// <summary>
@@ -42,6 +47,8 @@ public static class ArchiveWriter
     {
         if (string.IsNullOrWhiteSpace(spec.ModelName) || spec.ModelName.IndexOfAny(['/', '\\']) >= 0 || spec.ModelName is "." or "..")
             throw new ArchiveException($"model name '{spec.ModelName}' is not a valid file name");
+        if (!ArchiveSpec.Runtimes.Contains(spec.Runtime))
+            throw new ArchiveException($"--runtime '{spec.Runtime}' is not one of torch-model-archiver's: {string.Join(", ", ArchiveSpec.Runtimes)}");
         if (!Directory.Exists(spec.ExportPath))
             throw new ArchiveException($"export path '{spec.ExportPath}' does not exist");
 
@@ -68,7 +75,7 @@ public static class ArchiveWriter
             var manifest = new Manifest
             {
                 CreatedOn = DateTime.Now.ToString(Manifest.DateFormat, CultureInfo.InvariantCulture),
-                Runtime = "python",
+                Runtime = spec.Runtime,
                 Model = model,
                 ArchiverVersion = ArchiverVersion,
             };
@@ -82,6 +89,9 @@ public static class ArchiveWriter
                     break;
                 case ArchiveFormat.Tgz:
                     WriteTarGz(staging, target, spec.ModelName);
+                    break;
+                case ArchiveFormat.ZipStore:
+                    ZipFile.CreateFromDirectory(staging, target, CompressionLevel.NoCompression, includeBaseDirectory: false);
                     break;
                 default:
                     ZipFile.CreateFromDirectory(staging, target, CompressionLevel.Optimal, includeBaseDirectory: false);

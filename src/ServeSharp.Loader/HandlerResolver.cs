@@ -21,6 +21,14 @@ internal sealed class HandlerResolver(IReadOnlyDictionary<string, Func<IModelHan
         var handler = handlerOverride ?? archive.Model.Handler!;
         var (file, entry) = ArchiveWriter.SplitHandler(handler);
 
+        // torch-model-archiver -r: Python packages for TorchServe to pip-install. Nothing here would install or use them,
+        // and loading anyway would hide that the archive expects them.
+        if (archive.Model.RequirementsFile is { } requirements && !file.EndsWith(".py", StringComparison.OrdinalIgnoreCase))
+            throw new HandlerLoadException(
+                $"the archive carries a requirements file ('{requirements}', torch-model-archiver -r/--requirements-file): Python packages, " +
+                $"which ServeSharp does not install — its handlers run on .NET. Archive it again without -r (handler '{handler}' needs no Python " +
+                "packages; a .dll handler's own .NET dependencies go in --extra-files).");
+
         if (builtIns.TryGetValue(handler, out var builtIn))
             return new HandlerFactory($"built-in {handler}", builtIn, loadContext: null);
 

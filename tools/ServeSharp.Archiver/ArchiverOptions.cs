@@ -7,9 +7,9 @@ internal static class ArchiverOptions
 {
     public const string Usage = """
         usage: servesharp-archiver --model-name NAME --handler HANDLER [--version V] [--serialized-file FILE]
-                                   [--model-file FILE] [--extra-files A,B,...] [--config-file FILE]
-                                   [--requirements-file FILE] [--export-path DIR]
-                                   [--archive-format {default,no-archive,tgz}] [-f|--force]
+                                   [--model-file FILE] [--extra-files A,B,...] [-c|--config-file FILE]
+                                   [-r|--requirements-file FILE] [--export-path DIR] [--runtime {python,python3,LSP}]
+                                   [--archive-format {default,zip-store,no-archive,tgz}] [-f|--force]
 
           --model-name          model name; the archive is NAME.mar (NAME.tar.gz, or folder NAME)
           --handler             a built-in (image_segmenter) or a .cs/.dll file, optionally FILE:Namespace.Class
@@ -17,10 +17,13 @@ internal static class ArchiverOptions
           --serialized-file     the ONNX model
           --model-file          a model definition file, stored as TorchServe does
           --extra-files         comma-separated files or folders copied to the archive root
-          --config-file         model-config.yaml
-          --requirements-file   stored in the archive only (ServeSharp installs nothing)
+          -c, --config-file     model-config.yaml
+          -r, --requirements-file
+                                recorded in the manifest as torch-model-archiver does; ServeSharp installs nothing, so
+                                the server refuses to load such an archive (its handlers are .NET)
           --export-path         where to write (default: current folder)
-          --archive-format      default (.mar zip), no-archive (folder) or tgz
+          --runtime             the manifest's runtime, as torch-model-archiver records it (default python)
+          --archive-format      default (.mar zip), zip-store (.mar, entries stored uncompressed), no-archive (folder) or tgz
           -f, --force           overwrite an existing archive
         """;
 
@@ -34,7 +37,7 @@ internal static class ArchiverOptions
             if (arg is "-f" or "--force") { force = true; continue; }
             var eq = arg.IndexOf('=');
             var key = eq > 0 ? arg[..eq] : arg;
-            key = key == "-v" ? "--version" : key;
+            key = key switch { "-v" => "--version", "-r" => "--requirements-file", "-c" => "--config-file", _ => key };
             if (!KnownFlags.Contains(key)) throw new ArgumentException($"unknown argument '{arg}'");
             string value;
             if (eq > 0) value = arg[(eq + 1)..];
@@ -57,6 +60,7 @@ internal static class ArchiverOptions
             ExportPath = Get("--export-path") ?? ".",
             Format = ArchiveFormats.Parse(Get("--archive-format") ?? "default"),
             Force = force,
+            Runtime = Get("--runtime") ?? "python",
         };
     }
 

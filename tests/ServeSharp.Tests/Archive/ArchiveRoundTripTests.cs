@@ -9,6 +9,7 @@ public sealed class ArchiveRoundTripTests
 {
     [Theory]
     [InlineData("default", "roundtrip.mar")]
+    [InlineData("zip-store", "roundtrip.mar")]
     [InlineData("no-archive", "roundtrip")]
     [InlineData("tgz", "roundtrip.tar.gz")]
     public void Archiver_output_loads_with_every_file_and_setting(string format, string expectedName)
@@ -26,18 +27,23 @@ public sealed class ArchiveRoundTripTests
 
         var (code, output) = Repo.Archiver(
             "--model-name", "roundtrip", "--version", "2.5", "--serialized-file", TestModels.Tiny,
-            "--handler", "image_segmenter", "--extra-files", $"{names},{extraDir}", "--config-file", config,
-            "--requirements-file", requirements, "--export-path", export, "--archive-format", format);
+            "--handler", "image_segmenter", "--extra-files", $"{names},{extraDir}", "-c", config,
+            "-r", requirements, "--export-path", export, "--archive-format", format, "--runtime", "python3");
         Assert.True(code == 0, output);
         var written = Path.Combine(export, expectedName);
         Assert.Equal(Path.GetFullPath(written), output.Trim());
 
+        if (format == "zip-store")
+        {
+            using var zip = System.IO.Compression.ZipFile.OpenRead(written);
+            Assert.All(zip.Entries.Where(e => e.Length > 0), e => Assert.Equal(e.Length, e.CompressedLength)); // stored, not deflated
+        }
         using var archive = ModelArchive.Open(written, tmp.Sub("extract"));
-        Assert.Equal(ArchiveFormats.Parse(format), archive.Format);
+        Assert.Equal(format == "zip-store" ? ArchiveFormat.Default : ArchiveFormats.Parse(format), archive.Format);
         Assert.Equal("roundtrip", archive.ModelName);
         Assert.Equal("2.5", archive.ModelVersion);
         Assert.Equal("image_segmenter", archive.Model.Handler);
-        Assert.Equal("python", archive.Manifest.Runtime);
+        Assert.Equal("python3", archive.Manifest.Runtime);
         Assert.Equal("tiny.onnx", archive.Model.SerializedFile);
         Assert.Equal("requirements.txt", archive.Model.RequirementsFile);
         Assert.True(DateTime.TryParseExact(archive.Manifest.CreatedOn, Manifest.DateFormat, null, System.Globalization.DateTimeStyles.None, out _), archive.Manifest.CreatedOn);

@@ -29,6 +29,7 @@ public sealed class ArchiverCliTests
     [InlineData(new[] { "--model-name", "m", "--handler", "h", "--archive-format", "rar" }, "unknown archive format 'rar'")]
     [InlineData(new[] { "--model-name", "m", "--handler", "h", "--export-path", "/nonexistent/dir" }, "export path '/nonexistent/dir' does not exist")]
     [InlineData(new[] { "--model-name", "m", "--handler", "h", "--bogus", "1" }, "unknown argument '--bogus'")]
+    [InlineData(new[] { "--model-name", "m", "--handler", "h", "--runtime", "python4" }, "--runtime 'python4' is not one of torch-model-archiver's: python, python3, LSP")]
     public void Bad_arguments_are_clear_errors(string[] args, string expected)
     {
         using var tmp = new TempDir();

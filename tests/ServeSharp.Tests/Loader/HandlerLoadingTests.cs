@@ -119,6 +119,19 @@ public sealed class HandlerLoadingTests
     }
 
     [Fact]
+    public void An_archive_with_a_requirements_file_is_refused_naming_it_as_nothing_would_install_it()
+    {
+        using var tmp = new TempDir();
+        var requirements = tmp.File("requirements.txt");
+        File.WriteAllText(requirements, "numpy\n");
+        var mar = ArchiveWriter.Write(new ArchiveSpec { ModelName = "req", Handler = "echo_builtin", SerializedFile = TestModels.Tiny, RequirementsFile = requirements, ExportPath = tmp.Sub("export-req") });
+        using var archive = ModelArchive.Open(mar, tmp.Sub("extract-req"));
+        var error = Assert.Throws<HandlerLoadException>(() => Resolver.Resolve(archive));
+        Assert.Contains("requirements file ('requirements.txt'", error.Message);
+        Assert.Contains("Archive it again without -r", error.Message);
+    }
+
+    [Fact]
     public async Task Built_in_names_resolve_without_loading_anything()
     {
         using var tmp = new TempDir();
