@@ -94,7 +94,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         });
 
         var app = builder.Build();
-        app.Use(EdgeErrors.Handle(app.Services.GetRequiredService<ServerMetrics>()));
+        app.Use(EdgeErrors.Handle(app.Services.GetRequiredService<ServerMetrics>(), loggers.CreateLogger("ServeSharp.Http")));
         if (Cors.For(config) is { } cors) app.Use(cors.Handle);
         app.Use(ApiPipeline.SelectApi);
         app.UseRouting();

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Wlm;
 
@@ -7,7 +8,7 @@ namespace ServeSharp.Server.Http;
 /// The one place errors become HTTP: domain exceptions from the model manager and the job path, Kestrel's
 /// body-size refusals, and the routing's own 404/405, all written as TorchServe's <c>{code, type, message}</c>.
 /// </summary>
-internal static class EdgeErrors
+internal static partial class EdgeErrors
 {
     public static int StatusOf(ServeSharpException e) => e switch
     {
@@ -22,7 +23,7 @@ internal static class EdgeErrors
     };
 
     /// <summary>The outermost middleware: maps what the endpoints throw, then counts the answer (TorchServe's Requests2XX/4XX/5XX).</summary>
-    public static Func<HttpContext, RequestDelegate, Task> Handle(ServerMetrics metrics) => async (http, next) =>
+    public static Func<HttpContext, RequestDelegate, Task> Handle(ServerMetrics metrics, ILogger logger) => async (http, next) =>
     {
         try
         {
@@ -41,6 +42,13 @@ internal static class EdgeErrors
         {
             // The client is gone; there is nobody to answer.
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A bug, not a client's mistake: logged with its stack, answered as TorchServe answers one (500, JSON), the
+            // server goes on.
+            LogUnexpected(logger, http.Request.Method, http.Items[ApiPipeline.OriginalPathKey] as string ?? http.Request.Path.Value, e);
+            await Respond.Error(http, 500, $"Internal server error: {e.GetType().Name}: {e.Message}", "InternalServerException");
+        }
 
         if (!http.Response.HasStarted && http.Response.ContentLength is null && http.Response.ContentType is null)
         {
@@ -53,4 +61,7 @@ internal static class EdgeErrors
         if (http.GetEndpoint()?.Metadata.GetMetadata<ApiTag>() is not { Api: Api.Metrics })
             metrics.RequestCompleted(Grpc.GrpcErrors.HttpStatusOf(http) ?? http.Response.StatusCode);
     };
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Error, Message = "Unexpected error answering {Method} {Path}")]
+    private static partial void LogUnexpected(ILogger logger, string method, string? path, Exception error);
 }
