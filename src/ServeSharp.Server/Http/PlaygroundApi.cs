@@ -28,10 +28,19 @@ internal static class PlaygroundApi
         return
         [
             new(Api.Inference, "GET", "/", page.WriteAsync, Open: true),
-            new(Api.Inference, "GET", "/playground", page.WriteAsync, Open: true),
+            new(Api.Inference, "GET", "/playground", http => http.Request.Path.Value!.EndsWith('/') ? ToSlashless(http) : page.WriteAsync(http), Open: true),
             new(Api.Inference, "GET", "/playground/playground.js", script.WriteAsync, Open: true),
             new(Api.Inference, "GET", "/playground/playground.css", style.WriteAsync, Open: true),
         ];
+    }
+
+    // Routing matches /playground/ too, where the page's relative links would point under /playground/: send the
+    // browser to /playground, relatively, so it also works behind a proxy's path prefix.
+    private static Task ToSlashless(HttpContext http)
+    {
+        http.Response.StatusCode = StatusCodes.Status301MovedPermanently;
+        http.Response.Headers.Location = "../playground" + http.Request.QueryString;
+        return Task.CompletedTask;
     }
 
     private static Task NotFound(HttpContext http)

@@ -155,6 +155,15 @@
     ui.download.href = downloadUrl;
     ui.download.download = `${output}.png`;
     ui.stage.hidden = false;
+    fit();
+  }
+
+  // Small photos are enlarged and large ones shrunk to the room there is: the column's width, most of the window's height.
+  function fit() {
+    const { naturalWidth: width, naturalHeight: height } = ui.source;
+    if (!width || !height || ui.stage.hidden) return;
+    const room = Math.min(ui.stage.parentElement.clientWidth / width, (window.innerHeight * 0.72) / height);
+    ui.stage.style.width = `${Math.floor(width * room)}px`; // CSSOM, which the CSP allows
   }
 
   function stretch(context, width, height) {
@@ -221,6 +230,8 @@
     run();
   });
   ui.refresh.addEventListener('click', listModels);
+  ui.source.addEventListener('load', fit);
+  window.addEventListener('resize', fit);
   ui.token.addEventListener('change', listModels);
   ui.file.addEventListener('change', () => choose(ui.file.files[0]));
   ui.opacity.addEventListener('input', () => {
