@@ -119,6 +119,9 @@
     const controller = new AbortController();
     current = controller;
     const output = chosenOutput();
+    // The previous answer goes while this one is made, so an error is never shown beside a stale picture.
+    ui.result.hidden = true;
+    ui.after.hidden = true;
     setState('busy', `Segmenting with ${model}…`);
     try {
       const picture = await predict(model, parameters(output), controller.signal);
@@ -127,6 +130,7 @@
       }
       const summary = await predict(model, parameters('summary'), controller.signal);
       if (controller !== current) return;
+      if (!summary.type.includes('json')) throw new Error(`${model} answered output=summary with ${summary.type}: the legend needs image_segmenter's summary`);
       await draw(picture.blob, output);
       legend(JSON.parse(await summary.blob.text()), output);
       ui.latency.textContent = `${output}: ${Math.round(picture.ms)} ms · summary: ${Math.round(summary.ms)} ms ` +
@@ -155,6 +159,7 @@
     ui.download.href = downloadUrl;
     ui.download.download = `${output}.png`;
     ui.stage.hidden = false;
+    ui.result.hidden = false;
     fit();
   }
 
