@@ -68,8 +68,9 @@
       return;
     }
     if (!response.ok) {
+      // A refused key is TorchServe's 400 (0.12+) or 401 (before): either way the user has a field to type it in.
       const text = await errorText(response);
-      showError(response.status === 401 ? `${text}\nType the inference key above.` : text);
+      showError(text.includes('Token Authorization failed') ? `${text}\nType the inference key above.` : text);
       return;
     }
     const { models } = await response.json();

@@ -157,7 +157,9 @@ public sealed class PlaygroundTests(PlaygroundFixture fixture)
 
         await using var page = await OpenAsync(new Uri(server.InferenceUrl));
         Assert.Equal("error", (await page.EvaluateAsync("document.body.dataset.state")).GetString());
-        Assert.Contains("Token Authorization failed", await page.TextAsync("#error"));
+        var refused = await page.TextAsync("#error");
+        Assert.Contains("Token Authorization failed", refused);
+        Assert.EndsWith("Type the inference key above.", refused);
 
         await page.EvaluateAsync($"const t = document.getElementById('token'); t.value = '{server.InferenceKey}'; t.dispatchEvent(new Event('change'))");
         await page.WaitForAsync("document.body.dataset.state === 'ready'");
