@@ -105,6 +105,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
             .. InferenceApi.Routes(models, config),
             .. KServeV1Api.Routes(models, config),
             .. OipApi.Routes(models, config),
+            .. PlaygroundApi.Routes(config),
             .. ManagementApi.Routes(models, config),
             .. MetricsApi.Routes(app.Services.GetRequiredService<ServerMetrics>()),
         ]);

@@ -89,7 +89,7 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
             "overlay" when output.Input.Image.Pixels.Length == 0 => throw HandlerException.BadRequest("output 'overlay' needs an image; the request sent the model's input tensor"),
             "overlay" => HandlerOutput.Bytes(OutputWriter.OverlayPng(MapDecoder.ToOriginal(output), output.Input.Image, _palette, o.Alpha), "image/png"),
             "tensors" => SegTensors.Write(output, request),
-            _ => HandlerOutput.JsonBytes(Summary.Json(MapDecoder.ToOriginal(output), _names, o.MaxRegions, o.Rle)),
+            _ => HandlerOutput.JsonBytes(Summary.Json(MapDecoder.ToOriginal(output), _names, _palette, o.MaxRegions, o.Rle)),
         };
     }
 }

@@ -11,6 +11,7 @@ internal sealed record RegionSummary(
 internal sealed record ClassSummary(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("color")] int[] Color,
     [property: JsonPropertyName("pixels")] int Pixels,
     [property: JsonPropertyName("fraction")] double Fraction,
     [property: JsonPropertyName("region_count")] int RegionCount,
@@ -33,16 +34,17 @@ internal sealed record SegmentationSummary(
 internal sealed partial class SummaryJsonContext : JsonSerializerContext;
 
 /// <summary>
-/// Per present class: pixel count and fraction, and its connected regions (4-connected) with area, bounding box
+/// Per present class: its name and palette colour (as the colour mask and overlay paint it, so a client can draw a
+/// legend without a copy of the palette), pixel count and fraction, and its connected regions (4-connected) with area, bounding box
 /// [x, y, width, height] and centroid [x, y] — for counting objects and cutting regions of interest.
 /// Pixels that were not predicted (255) are left out of every class.
 /// </summary>
 internal static class Summary
 {
-    public static byte[] Json(ClassMap map, ClassNames names, int maxRegions, bool rle) =>
-        JsonSerializer.SerializeToUtf8Bytes(Build(map, names, maxRegions, rle), SummaryJsonContext.Default.SegmentationSummary);
+    public static byte[] Json(ClassMap map, ClassNames names, Palette palette, int maxRegions, bool rle) =>
+        JsonSerializer.SerializeToUtf8Bytes(Build(map, names, palette, maxRegions, rle), SummaryJsonContext.Default.SegmentationSummary);
 
-    public static SegmentationSummary Build(ClassMap map, ClassNames names, int maxRegions, bool rle)
+    public static SegmentationSummary Build(ClassMap map, ClassNames names, Palette palette, int maxRegions, bool rle)
     {
         int w = map.Width, h = map.Height, total = w * h;
         var counts = new int[256];
@@ -55,7 +57,8 @@ internal static class Summary
             if (counts[c] == 0) continue;
             var own = regions[c];
             own.Sort((a, b) => b.Area.CompareTo(a.Area));
-            classes.Add(new ClassSummary(c, names[c], counts[c], (double)counts[c] / total, own.Count,
+            var (r, g, b) = palette[(byte)c];
+            classes.Add(new ClassSummary(c, names[c], [r, g, b], counts[c], (double)counts[c] / total, own.Count,
                 own.Count > maxRegions ? own.GetRange(0, maxRegions) : own, rle ? Encode(map, (byte)c) : null));
         }
         return new SegmentationSummary(w, h, total, classes);

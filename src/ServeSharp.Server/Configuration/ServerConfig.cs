@@ -56,6 +56,9 @@ internal sealed record ServerConfig
     public IReadOnlyList<string> AllowedUrls { get; init; } = ["file://.*", "http(s)?://.*"];
     public bool DisableTokenAuthorization { get; init; }
     public bool EnableModelApi { get; init; }
+
+    /// <summary>enable_playground: the inference port serves the browser playground at / and /playground (off: it is a browser surface).</summary>
+    public bool EnablePlayground { get; init; }
     public bool EnableEnvVarsConfig { get; init; }
     public long MaxArchiveBytes { get; init; } = 4L * 1024 * 1024 * 1024;
 
@@ -136,6 +139,7 @@ internal sealed record ServerConfig
             AllowedUrls = values.TryGetValue("allowed_urls", out var urls) ? List(urls) : defaults.AllowedUrls,
             DisableTokenAuthorization = Bool(values, "disable_token_authorization") ?? false,
             EnableModelApi = Bool(values, "enable_model_api") ?? false,
+            EnablePlayground = Bool(values, "enable_playground") ?? false,
             EnableEnvVarsConfig = Bool(values, "enable_envvars_config") ?? false,
             MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
             Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
@@ -168,6 +172,7 @@ internal sealed record ServerConfig
         "grpc_management_address", "grpc_management_port", "enable_grpc_ssl", "certificate_file", "private_key_file",
         "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
         "token_expiration_min",
+        "enable_playground",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)

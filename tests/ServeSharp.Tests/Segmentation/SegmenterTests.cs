@@ -68,6 +68,9 @@ public sealed class SegmenterTests(ParityModels models)
             var index = c.GetProperty("index").GetInt32();
             Assert.Equal(classes.Count(v => v == index), c.GetProperty("pixels").GetInt32());
             Assert.Equal(index switch { 0 => "background", 1 => "red", 2 => "yellow", _ => $"class_{index}" }, c.GetProperty("name").GetString());
+            // The colour the colour mask paints the class with, so a legend needs no copy of the palette.
+            var (r, g, b) = Palette.Voc[(byte)index];
+            Assert.Equal([r, g, b], c.GetProperty("color").EnumerateArray().Select(v => (byte)v.GetInt32()));
             var regions = c.GetProperty("regions").EnumerateArray().ToList();
             if (c.GetProperty("region_count").GetInt32() == regions.Count)
                 Assert.Equal(c.GetProperty("pixels").GetInt32(), regions.Sum(r => r.GetProperty("area").GetInt32()));
