@@ -52,6 +52,12 @@ internal sealed record ServerConfig
 
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
+    /// <summary>
+    /// Every key=value the config was built from (TS_* overrides applied), as given: config snapshots record them as
+    /// TorchServe's do, and <c>model_snapshot</c> (a TorchServe snapshot used as the config file) restores its models.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Properties { get; init; } = new Dictionary<string, string>();
+
     private static readonly HashSet<string> IgnoredTorchServeKeys =
     [
         "number_of_netty_threads", "netty_client_threads", "default_service_handler", "async_logging", "vmargs",
@@ -59,7 +65,7 @@ internal sealed record ServerConfig
         "keystore", "keystore_pass", "keystore_type", "workflow_store",
         "metrics_mode", "metrics_config", "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
         "grpc_inference_max_connection_age_grace_ms", "grpc_management_max_connection_age_grace_ms",
-        "use_native_io", "prefer_direct_buffer", "model_snapshot", "plugins_path", "ts_allowed_urls",
+        "use_native_io", "prefer_direct_buffer", "plugins_path", "ts_allowed_urls", "tsConfigFile",
     ];
 
     /// <summary>Builds the config from properties (and, if they say so, TS_* environment variables).</summary>
@@ -108,6 +114,7 @@ internal sealed record ServerConfig
             MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
             Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
             Warnings = warnings,
+            Properties = values,
         };
 
         foreach (var key in values.Keys)
@@ -129,6 +136,7 @@ internal sealed record ServerConfig
         "disable_token_authorization", "enable_model_api", "enable_envvars_config", "max_archive_size", "models",
         "default_worker_isolation", "worker_user", "grpc_inference_address", "grpc_inference_port",
         "grpc_management_address", "grpc_management_port", "enable_grpc_ssl", "certificate_file", "private_key_file",
+        "model_snapshot",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)
