@@ -220,7 +220,7 @@ internal sealed partial class WorkerThread
             for (var i = 0; i < jobs.Count; i++)
             {
                 var job = jobs[i];
-                if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)))
+                if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)) && !job.IsDescribe)
                     _metrics.InferenceCompleted(_model.Name, _model.Version, job.Protocol, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
             }
             _metrics.BatchHandled(_model.Name, handlerTime, _time.GetElapsedTime(answered));
