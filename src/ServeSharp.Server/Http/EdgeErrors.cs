@@ -15,6 +15,7 @@ internal static class EdgeErrors
         ModelNotFoundException => 404,
         BadRequestException => 400,
         ConflictStatusException => 409,
+        InvalidModelVersionException => 403,
         ServiceUnavailableException => 503,
         MethodNotAllowedException => 405,
         RequestEntityTooLargeException => 413,
