@@ -64,7 +64,8 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(options);
         s.AddSingleton(time ?? TimeProvider.System);
         s.AddSingleton<ServerMetrics>();
-        s.AddSingleton(new HttpClient { Timeout = TimeSpan.FromMinutes(10) });
+        // Archive downloads: ModelSource follows redirects itself, checking every hop against allowed_urls.
+        s.AddSingleton(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }) { Timeout = TimeSpan.FromMinutes(10) });
         s.AddSingleton<ModelSource>();
         var folders = new ServerFolders();
         s.AddSingleton(folders);
