@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole ServeSharp test suite from a fresh clone: installs the Debian packages the tests use
 # (PyTorch/torchvision/ONNX for reference outputs and test models, scikit-image photographs, curl, grpcio with protoc and
-# gRPC's Python plugin for the Python gRPC client test),
+# gRPC's Python plugin for the Python gRPC client test, a JDK to read config snapshots with java.util.Properties as
+# TorchServe does),
 # builds everything, and runs every test. Exit code is the tests' exit code.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -9,9 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Debian's python3-grpc-tools bundles protoc 3.5, too old for proto3 `optional` (TorchServe's inference.proto has it):
 # the test generates the Python stubs with Debian's protoc (protobuf-compiler) and grpc_python_plugin instead.
 debian_packages=(python3-torch python3-torchvision python3-onnx python3-skimage python3-pil python3-scipy curl
-    python3-grpcio protobuf-compiler protobuf-compiler-grpc)
+    python3-grpcio protobuf-compiler protobuf-compiler-grpc openjdk-17-jdk-headless)
 if ! /usr/bin/python3 -c "import torch, torchvision, onnx, skimage, PIL, scipy, grpc" 2>/dev/null \
-    || ! command -v curl >/dev/null || ! command -v protoc >/dev/null || ! [ -x /usr/bin/grpc_python_plugin ]; then
+    || ! command -v curl >/dev/null || ! command -v protoc >/dev/null || ! [ -x /usr/bin/grpc_python_plugin ] \
+    || ! command -v javac >/dev/null; then
     echo "run-tests: installing Debian packages: ${debian_packages[*]}"
     sudo_cmd=""
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

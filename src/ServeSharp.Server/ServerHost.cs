@@ -70,7 +70,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         var folders = new ServerFolders();
         s.AddSingleton(folders);
         s.AddSingleton(new HandlerResolver(handlers, folders.CompiledHandlers));
-        s.AddSingleton(new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: true));
+        s.AddSingleton(p => new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: !options.NoConfigSnapshot, config, p.GetRequiredService<TimeProvider>()));
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton(new DevicePlanner(config, cudaProblem ?? (() => OrtSessionFactory.CudaUnavailableReason)));
         s.AddSingleton<ModelManager>();

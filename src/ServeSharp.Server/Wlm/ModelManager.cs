@@ -300,8 +300,12 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         lock (_gate) return [.. _models.Values.SelectMany(s => s.Versions.Values)];
     }
 
-    /// <summary>Server stop: every model drains (the snapshot is not touched, so a restart restores them).</summary>
-    public Task StopAllAsync() => Task.WhenAll(AllModels().Select(RemoveAsync));
+    /// <summary>Server stop: TorchServe's shutdown snapshot, then every model drains (a restart restores them).</summary>
+    public Task StopAllAsync()
+    {
+        Save("shutdown");
+        return Task.WhenAll(AllModels().Select(RemoveAsync));
+    }
 
     // Leaves the registry first (a new registration of the same version may start at once), then drains.
     private async Task RemoveAsync(Model model)
@@ -379,15 +383,16 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         };
     }
 
-    private void Save()
+    /// <summary>Asks for a config snapshot of every model version ("snapshot" after a change; "startup", "shutdown").</summary>
+    public void Save(string kind = "snapshot")
     {
         List<SnapshotEntry> entries;
         lock (_gate)
         {
             entries = [.. _models.Values.SelectMany(set => set.Versions.Values.Select(m => new SnapshotEntry(
-                m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings)))];
+                m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings, m.Runtime)))];
         }
-        snapshots.Request(entries);
+        snapshots.Request(entries, kind);
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "{Warning}")]

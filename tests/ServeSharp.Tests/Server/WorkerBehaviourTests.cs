@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using ServeSharp.Server.Configuration;
 using ServeSharp.Tests.Support;
 
 namespace ServeSharp.Tests.Server;
@@ -143,7 +144,8 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
         Assert.StartsWith("0,1,0,-1;argmax=1", await predicted.Content.ReadAsStringAsync());
         // The snapshot remembers the downloaded file in the model store, so a restart does not download again.
         var snapshot = Directory.GetFiles(Path.Combine(_server.Directory, "logs", "config"), "*-snapshot.cfg").Order().Last();
-        Assert.Contains($"\"marName\":\"{fileName}\"", await File.ReadAllTextAsync(snapshot));
+        var models = JsonDocument.Parse(PropertiesFile.Parse(await File.ReadAllTextAsync(snapshot))["model_snapshot"]).RootElement.GetProperty("models");
+        Assert.Equal(fileName, models.GetProperty("downloaded").GetProperty("1.0").GetProperty("marName").GetString());
         Assert.True(File.Exists(Path.Combine(store.Store, fileName)));
         Assert.Equal(HttpStatusCode.OK, (await management.DeleteAsync("/models/downloaded")).StatusCode);
     }

@@ -55,7 +55,7 @@ internal sealed class InProcessServer : IAsyncDisposable
         {
             Config = ServerConfig.From(values),
             Models = models ?? [],
-            NoConfigSnapshot = true,
+            NoConfigSnapshot = false, // a fresh folder: nothing to restore, and the snapshots written can be read
             LogDirectory = Path.Combine(server.Directory, "logs"),
         };
         server._host = await ServerHost.StartAsync(options, loggers ?? Loggers, CancellationToken.None, time, handlers, cudaProblem);
