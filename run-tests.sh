@@ -2,7 +2,8 @@
 # Runs the whole ServeSharp test suite from a fresh clone: installs the Debian packages the tests use
 # (PyTorch/torchvision/ONNX for reference outputs and test models, scikit-image photographs, curl, grpcio with protoc and
 # gRPC's Python plugin for the Python gRPC client test, openssl for the TLS certificates of the HTTPS and gRPC TLS tests,
-# headless Chromium for the playground page's tests),
+# headless Chromium for the playground page's tests, a JDK to read config snapshots with java.util.Properties as
+# TorchServe does),
 # builds everything, and runs every test. Exit code is the tests' exit code.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -10,10 +11,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Debian's python3-grpc-tools bundles protoc 3.5, too old for proto3 `optional` (TorchServe's inference.proto has it):
 # the test generates the Python stubs with Debian's protoc (protobuf-compiler) and grpc_python_plugin instead.
 debian_packages=(python3-torch python3-torchvision python3-onnx python3-skimage python3-pil python3-scipy curl
-    python3-grpcio protobuf-compiler protobuf-compiler-grpc openssl chromium)
+    python3-grpcio protobuf-compiler protobuf-compiler-grpc openssl chromium openjdk-17-jdk-headless)
 if ! /usr/bin/python3 -c "import torch, torchvision, onnx, skimage, PIL, scipy, grpc" 2>/dev/null \
     || ! command -v curl >/dev/null || ! command -v openssl >/dev/null || ! command -v protoc >/dev/null || ! [ -x /usr/bin/grpc_python_plugin ] \
-    || ! [ -x /usr/bin/chromium ]; then
+    || ! [ -x /usr/bin/chromium ] || ! command -v javac >/dev/null; then
     echo "run-tests: installing Debian packages: ${debian_packages[*]}"
     sudo_cmd=""
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

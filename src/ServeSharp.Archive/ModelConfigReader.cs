@@ -14,8 +14,18 @@ public static class ModelConfigReader
         "deviceType", "deviceIds", "handler", "parallelType", "parallelLevel", "torchrun", "pt2",
         "continuousBatching", "maxRetryTimeoutInSec", "clientTimeoutInMills", "jobQueueSize", "useJobTicket",
         "sequenceMaxIdleMSec", "maxSequenceJobQueueSize", "maxNumSequence", "useVenv", "stateful",
+        "sequenceTimeoutMSec", "sequenceBatching", "asyncCommunication",
         "workerIsolation", "maxWorkerMemoryMB",
     ];
+
+    // TorchServe keys the server reads or describe shows: a value of the wrong type fails the archive here, as any key's does.
+    private static readonly string[] IntKeys =
+    [
+        "maxRetryTimeoutInSec", "clientTimeoutInMills", "jobQueueSize", "parallelLevel", "sequenceMaxIdleMSec",
+        "sequenceTimeoutMSec", "maxNumSequence", "maxSequenceJobQueueSize",
+    ];
+
+    private static readonly string[] BoolKeys = ["continuousBatching", "useJobTicket", "useVenv", "sequenceBatching", "asyncCommunication"];
 
     public static ModelConfig Read(string path)
     {
@@ -46,6 +56,8 @@ public static class ModelConfigReader
 
         try
         {
+            foreach (var key in IntKeys) section.GetInt(key);
+            foreach (var key in BoolKeys) section.GetBool(key);
             return new ModelConfig
             {
                 MinWorkers = section.GetInt("minWorkers"),

@@ -20,6 +20,13 @@ internal sealed class HandlerFactory : IDisposable
         _loadContext = loadContext;
     }
 
+    /// <summary>
+    /// A handler that could not be resolved. Registration goes ahead, as TorchServe's does (the handler is the worker's
+    /// business): every worker then fails to load with <paramref name="reason"/>, and describe shows it.
+    /// </summary>
+    public static HandlerFactory Unresolved(string handler, string reason) =>
+        new($"{handler} (unresolved)", () => throw new HandlerLoadException(reason), loadContext: null);
+
     /// <summary>What was loaded, for logs: "built-in image_segmenter", "handler.cs:My.Handler".</summary>
     public string Description { get; }
 

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntime;
 
 namespace ServeSharp.Sdk;
@@ -62,9 +64,19 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     /// <summary>Turns one output into the response body.</summary>
     protected abstract HandlerOutput Postprocess(TOutput output, InferenceRequest request);
 
+    /// <summary>
+    /// TorchServe's <c>describe_handle</c>: the metadata <c>GET /models/{name}?customized=true</c> shows as
+    /// <c>customizedMetadata</c> in the model's description (classes, training data, input size...). Runs on a worker,
+    /// between batches. By default there is none, and describe shows no such field.
+    /// </summary>
+    protected virtual JsonObject? Describe() => null;
+
     /// <inheritdoc />
     public virtual Task<IReadOnlyList<HandlerOutput>> HandleAsync(IReadOnlyList<InferenceRequest> batch, CancellationToken cancellationToken)
     {
+        if (batch is [{ IsDescribe: true }])
+            return Task.FromResult<IReadOnlyList<HandlerOutput>>([DescribeOutput()]);
+
         var results = new HandlerOutput[batch.Count];
         var inputs = new List<TInput>(batch.Count);
         var live = new List<int>(batch.Count);
@@ -121,6 +133,14 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         }
 
         return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
+    }
+
+    private HandlerOutput DescribeOutput()
+    {
+        if (Describe() is not { } metadata) return HandlerOutput.JsonBytes(ReadOnlyMemory<byte>.Empty);
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer)) metadata.WriteTo(json);
+        return HandlerOutput.JsonBytes(buffer.ToArray());
     }
 
     /// <summary>Maps a hook's exception to this request's error response.</summary>

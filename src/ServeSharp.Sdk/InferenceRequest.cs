@@ -36,6 +36,16 @@ public sealed class InferenceRequest
     /// <summary>A parameter's value as text (query-string and form values), or null when absent.</summary>
     public string? GetString(string name) => Parameters.TryGetValue(name, out var p) ? p.AsString() : null;
 
+    /// <summary>The header TorchServe's customized describe (<c>GET /models/{name}?customized=true</c>) sets to <c>True</c>.</summary>
+    public const string DescribeHeader = "describe";
+
+    /// <summary>
+    /// True when this request asks for the handler's metadata rather than a prediction (TorchServe's <c>_is_describe</c>):
+    /// it comes alone, with no body. <see cref="BaseHandler{TInput,TOutput}"/> answers it with its <c>Describe</c> hook; a
+    /// handler that implements <see cref="IModelHandler"/> directly checks this and answers one JSON object.
+    /// </summary>
+    public bool IsDescribe => GetHeader(DescribeHeader) == "True";
+
     /// <summary>A header's value, or null.</summary>
     public string? GetHeader(string name) => Headers.TryGetValue(name, out var v) ? v : null;
 

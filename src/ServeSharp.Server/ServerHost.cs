@@ -64,12 +64,13 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(options);
         s.AddSingleton(time ?? TimeProvider.System);
         s.AddSingleton<ServerMetrics>();
-        s.AddSingleton(new HttpClient { Timeout = TimeSpan.FromMinutes(10) });
+        // Archive downloads: ModelSource follows redirects itself, checking every hop against allowed_urls.
+        s.AddSingleton(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }) { Timeout = TimeSpan.FromMinutes(10) });
         s.AddSingleton<ModelSource>();
         var folders = new ServerFolders();
         s.AddSingleton(folders);
         s.AddSingleton(new HandlerResolver(handlers, folders.CompiledHandlers));
-        s.AddSingleton(new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: true));
+        s.AddSingleton(p => new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: !options.NoConfigSnapshot, config, p.GetRequiredService<TimeProvider>()));
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton(new DevicePlanner(config, cudaProblem ?? (() => OrtSessionFactory.CudaUnavailableReason)));
         s.AddSingleton<ModelManager>();

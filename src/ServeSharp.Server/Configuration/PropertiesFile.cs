@@ -44,7 +44,7 @@ internal static class PropertiesFile
         return result;
     }
 
-    /// <summary>Java's escapes: \\ → \, \t \n \r, and a backslash before any other character keeps that character.</summary>
+    /// <summary>Java's escapes: \\ → \, \t \n \r \f, \uXXXX, and a backslash before any other character keeps that character.</summary>
     private static string Unescape(string value)
     {
         if (!value.Contains('\\')) return value;
@@ -57,6 +57,12 @@ internal static class PropertiesFile
                 continue;
             }
             var next = value[++i];
+            if (next == 'u' && i + 4 < value.Length && ushort.TryParse(value.AsSpan(i + 1, 4), System.Globalization.NumberStyles.AllowHexSpecifier, null, out var code))
+            {
+                result.Append((char)code); // \uXXXX, as Properties.store writes characters outside Latin-1
+                i += 4;
+                continue;
+            }
             result.Append(next switch { 't' => '\t', 'n' => '\n', 'r' => '\r', 'f' => '\f', _ => next });
         }
         return result.ToString();

@@ -68,6 +68,12 @@ internal sealed record ServerConfig
 
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
+    /// <summary>
+    /// Every key=value the config was built from (TS_* overrides applied), as given: config snapshots record them as
+    /// TorchServe's do, and <c>model_snapshot</c> (a TorchServe snapshot used as the config file) restores its models.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Properties { get; init; } = new Dictionary<string, string>();
+
     // TorchServe keys with no meaning here (Java/Netty/Python tuning, workflows, plugins): each is logged once at start
     // as ignored, never dropped silently.
     private static readonly HashSet<string> IgnoredTorchServeKeys =
@@ -76,7 +82,7 @@ internal sealed record ServerConfig
         "install_py_dep_per_model", "workflow_store",
         "metrics_mode", "metrics_config", "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
         "grpc_inference_max_connection_age_grace_ms", "grpc_management_max_connection_age_grace_ms",
-        "use_native_io", "prefer_direct_buffer", "model_snapshot", "plugins_path", "ts_allowed_urls",
+        "use_native_io", "prefer_direct_buffer", "plugins_path", "ts_allowed_urls", "tsConfigFile",
     ];
 
     // Environment variables TorchServe reads that are not TS_<config key> (TS_CONFIG_FILE picks the file itself).
@@ -144,6 +150,7 @@ internal sealed record ServerConfig
             MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
             Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
             Warnings = warnings,
+            Properties = values,
         };
 
         foreach (var key in values.Keys.Order(StringComparer.Ordinal))
@@ -157,8 +164,8 @@ internal sealed record ServerConfig
         if (!config.KeystoreType.Equals("PKCS12", StringComparison.OrdinalIgnoreCase))
             throw new FormatException($"config.properties: keystore_type '{config.KeystoreType}' is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12) or give certificate_file and private_key_file (PEM)");
         if (config.JobQueueSize < 1) throw new FormatException("config.properties: job_queue_size must be at least 1");
-        if (config.EnableGrpcSsl && (config.CertificateFile is null || config.PrivateKeyFile is null))
-            throw new FormatException("config.properties: enable_grpc_ssl=true needs certificate_file and private_key_file (PEM)");
+        if (config.EnableGrpcSsl && !TlsCertificate.Configured(config))
+            throw new FormatException("config.properties: enable_grpc_ssl=true needs certificate_file and private_key_file (PEM), or keystore and keystore_pass (PKCS12)");
         return config;
     }
 
@@ -173,6 +180,7 @@ internal sealed record ServerConfig
         "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
         "token_expiration_min",
         "enable_playground",
+        "model_snapshot",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)

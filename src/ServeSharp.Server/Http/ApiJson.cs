@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace ServeSharp.Server.Http;
@@ -30,23 +31,51 @@ internal sealed record WorkerDescription(
     [property: JsonPropertyName("lastExitReason"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? LastExitReason,
     [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error);
 
-internal sealed record ModelDescription(
-    [property: JsonPropertyName("modelName")] string ModelName,
-    [property: JsonPropertyName("modelVersion")] string ModelVersion,
-    [property: JsonPropertyName("modelUrl")] string ModelUrl,
-    [property: JsonPropertyName("runtime")] string Runtime,
-    [property: JsonPropertyName("handler")] string Handler,
-    [property: JsonPropertyName("minWorkers")] int MinWorkers,
-    [property: JsonPropertyName("maxWorkers")] int MaxWorkers,
-    [property: JsonPropertyName("batchSize")] int BatchSize,
-    [property: JsonPropertyName("maxBatchDelay")] int MaxBatchDelay,
-    [property: JsonPropertyName("responseTimeout")] int ResponseTimeout,
-    [property: JsonPropertyName("isDefault")] bool IsDefault,
-    [property: JsonPropertyName("loadedAtStartup")] bool LoadedAtStartup,
-    [property: JsonPropertyName("jobQueueStatus")] QueueStatus JobQueueStatus,
-    [property: JsonPropertyName("workers")] IReadOnlyList<WorkerDescription> Workers,
-    [property: JsonPropertyName("state")] string State,
-    [property: JsonPropertyName("consecutiveFailures")] int ConsecutiveFailures);
+/// <summary>
+/// One model version as TorchServe's describe prints it (DescribeModelResponse: its fields, order and types; null ones
+/// left out, as Gson does), then ServeSharp's own fields.
+/// </summary>
+internal sealed class ModelDescription
+{
+    [JsonPropertyName("modelName")] public required string ModelName { get; init; }
+    [JsonPropertyName("modelVersion")] public required string ModelVersion { get; init; }
+    [JsonPropertyName("modelUrl")] public required string ModelUrl { get; init; }
+    [JsonPropertyName("runtime")] public required string Runtime { get; init; }
+    [JsonPropertyName("minWorkers")] public int MinWorkers { get; init; }
+    [JsonPropertyName("maxWorkers")] public int MaxWorkers { get; init; }
+    [JsonPropertyName("batchSize")] public int BatchSize { get; init; }
+    [JsonPropertyName("maxBatchDelay")] public int MaxBatchDelay { get; init; }
+    [JsonPropertyName("responseTimeout")] public int ResponseTimeout { get; init; }
+    [JsonPropertyName("startupTimeout")] public int StartupTimeout { get; init; }
+    [JsonPropertyName("maxRetryTimeoutInSec")] public long MaxRetryTimeoutInSec { get; init; }
+    [JsonPropertyName("clientTimeoutInMills")] public long ClientTimeoutInMills { get; init; }
+    [JsonPropertyName("parallelType")] public string ParallelType { get; init; } = "";
+    [JsonPropertyName("parallelLevel")] public int ParallelLevel { get; init; }
+    [JsonPropertyName("deviceType")] public required string DeviceType { get; init; }
+    [JsonPropertyName("deviceIds"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<int>? DeviceIds { get; init; }
+    [JsonPropertyName("continuousBatching")] public bool ContinuousBatching { get; init; }
+    [JsonPropertyName("useJobTicket")] public bool UseJobTicket { get; init; }
+    [JsonPropertyName("useVenv")] public bool UseVenv { get; init; }
+    [JsonPropertyName("stateful")] public bool Stateful { get; init; }
+    [JsonPropertyName("sequenceMaxIdleMSec")] public long SequenceMaxIdleMSec { get; init; }
+    [JsonPropertyName("sequenceTimeoutMSec")] public long SequenceTimeoutMSec { get; init; }
+    [JsonPropertyName("maxNumSequence")] public int MaxNumSequence { get; init; }
+    [JsonPropertyName("maxSequenceJobQueueSize")] public int MaxSequenceJobQueueSize { get; init; }
+    [JsonPropertyName("loadedAtStartup")] public bool LoadedAtStartup { get; init; }
+    [JsonPropertyName("workers")] public required IReadOnlyList<WorkerDescription> Workers { get; init; }
+    [JsonPropertyName("jobQueueStatus")] public required QueueStatus JobQueueStatus { get; init; }
+
+    /// <summary>The handler's describe hook's answer, only with <c>?customized=true</c>.</summary>
+    [JsonPropertyName("customizedMetadata"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public JsonObject? CustomizedMetadata { get; init; }
+
+    // ServeSharp's: the handler as resolved, whether this is the default version, the queue's capacity (TorchServe's
+    // jobQueueSize: config.properties' job_queue_size or model-config.yaml's), the lifecycle state, failed loads in a row.
+    [JsonPropertyName("handler")] public required string Handler { get; init; }
+    [JsonPropertyName("isDefault")] public bool IsDefault { get; init; }
+    [JsonPropertyName("jobQueueSize")] public int JobQueueSize { get; init; }
+    [JsonPropertyName("state")] public required string State { get; init; }
+    [JsonPropertyName("consecutiveFailures")] public int ConsecutiveFailures { get; init; }
+}
 
 internal sealed record QueueStatus(
     [property: JsonPropertyName("remainingCapacity")] int RemainingCapacity,

@@ -16,6 +16,7 @@ internal static partial class EdgeErrors
         ModelNotFoundException => 404,
         BadRequestException => 400,
         ConflictStatusException => 409,
+        InvalidModelVersionException => 403,
         ServiceUnavailableException => 503,
         MethodNotAllowedException => 405,
         RequestEntityTooLargeException => 413,

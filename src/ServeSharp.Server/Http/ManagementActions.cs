@@ -1,68 +1,136 @@
 using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Wlm;
 
 namespace ServeSharp.Server.Http;
 
 /// <summary>
-/// What TorchServe's management API does and answers, whatever the protocol: the REST endpoints and the gRPC
-/// ManagementAPIsService both parse their own parameters, call these, and write the same text or JSON.
+/// What TorchServe's management API does and answers, whatever the protocol (ManagementRequestHandler and ApiUtils):
+/// the REST endpoints and the gRPC ManagementAPIsService read their parameters their own way, call these, and write
+/// the same text or JSON. Values TorchServe falls back from (negative counts, a negative page) fall back here too,
+/// with a warning in the log.
 /// </summary>
 internal static class ManagementActions
 {
     /// <summary>One answer: its HTTP status and TorchServe's status text.</summary>
     public readonly record struct Outcome(int Status, string Message);
 
-    public static ModelListResponse List(ModelManager models, int? limit, int? nextPageToken)
+    /// <summary>A registration's parameters as read from the request: null when absent (or, for numbers, unreadable).</summary>
+    public sealed record RegisterParameters
+    {
+        public string? Url { get; init; }
+        public string? ModelName { get; init; }
+        public string? Runtime { get; init; }
+        public string? Handler { get; init; }
+        public int? BatchSize { get; init; }
+        public int? MaxBatchDelay { get; init; }
+        public int? InitialWorkers { get; init; }
+        public int? ResponseTimeout { get; init; }
+        public int? StartupTimeout { get; init; }
+        public bool Synchronous { get; init; }
+    }
+
+    // TorchServe's Manifest.RuntimeType values.
+    private static readonly string[] Runtimes = ["python", "python3", "LSP"];
+
+    /// <summary>TorchServe's paging (ApiUtils.getModelList): limit outside 0..100 is 100, a negative token is 0.</summary>
+    public static ModelListResponse List(ModelManager models, int? limit, int? nextPageToken, ILogger logger)
     {
         var size = limit ?? 100;
+        if (size is < 0 or > 100)
+        {
+            ManagementLog.OutOfRange(logger, "limit", size, "using 100");
+            size = 100;
+        }
         var start = nextPageToken ?? 0;
-        if (size < 1 || start < 0) throw new BadRequestException("limit must be positive and next_page_token non-negative");
+        if (start < 0)
+        {
+            ManagementLog.OutOfRange(logger, "next_page_token", start, "starting from 0");
+            start = 0;
+        }
         var all = models.ListDefaults();
-        var page = all.Skip(start).Take(size).Select(m => new ModelListEntry(m.Name, m.Url)).ToList();
-        var next = start + size < all.Count ? (start + size).ToString(CultureInfo.InvariantCulture) : null;
+        var last = start + size;
+        string? next = null;
+        if (last > all.Count) last = all.Count;
+        else next = last.ToString(CultureInfo.InvariantCulture);
+        var page = new List<ModelListEntry>();
+        for (var i = start; i < last; i++) page.Add(new ModelListEntry(all[i].Name, all[i].Url));
         return new ModelListResponse(page, next);
     }
 
-    /// <summary>Registration must be allowed and name an archive; checked before anything else is read.</summary>
-    public static void RequireRegistration(ServerConfig config, string? url)
+    public static async Task<Outcome> RegisterAsync(ModelManager models, ServerConfig config, RegisterParameters p, ILogger logger, CancellationToken cancellationToken)
     {
         RequireModelApi(config);
-        if (string.IsNullOrWhiteSpace(url)) throw new BadRequestException("Parameter url is required.");
-    }
-
-    public static async Task<Outcome> RegisterAsync(ModelManager models, RegisterRequest request, CancellationToken cancellationToken)
-    {
-        var (model, started) = await models.RegisterAsync(request, cancellationToken);
-        if (model.Settings.MinWorkers == 0)
+        if (p.Url is null) throw new BadRequestException("Parameter url is required.");
+        if (p.Runtime is { } runtime && !Runtimes.Contains(runtime, StringComparer.Ordinal))
+            throw new BadRequestException($"Invalid RuntimeType value: {runtime}");
+        var (model, started) = await models.RegisterAsync(new RegisterRequest
+        {
+            Url = p.Url,
+            ModelName = NonEmpty(p.ModelName),
+            Handler = NonEmpty(p.Handler),
+            Runtime = p.Runtime,
+            BatchSize = AtLeast(1, p.BatchSize, "batch_size", logger),
+            MaxBatchDelay = AtLeast(0, p.MaxBatchDelay, "max_batch_delay", logger),
+            InitialWorkers = AtLeast(0, p.InitialWorkers, "initial_workers", logger),
+            ResponseTimeout = AtLeast(1, p.ResponseTimeout, "response_timeout", logger),
+            StartupTimeout = AtLeast(0, p.StartupTimeout, "startup_timeout", logger),
+            Synchronous = p.Synchronous,
+        }, cancellationToken);
+        var workers = model.Settings.MinWorkers;
+        if (workers == 0)
             return new(200, $"Model \"{model.Name}\" Version: {model.Version} registered with 0 initial workers. Use scale workers API to add workers for the model.");
         return started
-            ? new(200, $"Model \"{model.Name}\" Version: {model.Version} registered with {model.LiveWorkerCount} initial workers")
+            ? new(200, $"Model \"{model.Name}\" Version: {model.Version} registered with {workers} initial workers")
             : new(202, "Processing worker updates...");
     }
 
-    public static List<ModelDescription> Describe(ModelManager models, string name, string? version)
+    /// <summary>
+    /// Describe; with <paramref name="customized"/> (and a version that is not "all") the handler's describe hook runs
+    /// on a worker and its answer is added as <c>customizedMetadata</c> (TorchServe's DESCRIBE job).
+    /// </summary>
+    public static async Task<List<ModelDescription>> DescribeAsync(ModelManager models, string name, string? version, bool customized, ILogger logger, CancellationToken cancellationToken)
     {
-        IReadOnlyList<Model> selected = version == "all" ? models.GetAllVersions(name) : [models.Get(name, version)];
-        var memory = Environment.WorkingSet;
-        return [.. selected.Select(m =>
+        if (version == "all") return [.. models.GetAllVersions(name).Select(m => ModelDescriptions.For(models, m, null))];
+        var model = models.Get(name, version);
+        if (!customized) return [ModelDescriptions.For(models, model, null)];
+
+        var result = await models.DescribeHandlerAsync(model, cancellationToken);
+        if (result.StatusCode >= 400) throw PredictionFailedException.From(result);
+        JsonObject? metadata = null;
+        if (!result.Body.IsEmpty)
         {
-            var s = m.Settings;
-            var pending = m.Aggregator.Pending;
-            return new ModelDescription(
-                m.Name, m.Version, m.Url, m.Archive.Manifest.Runtime ?? "python", m.Factory.Description,
-                s.MinWorkers, s.MaxWorkers, s.BatchSize, s.MaxBatchDelayMs, s.ResponseTimeoutSeconds,
-                models.IsDefault(m), m.LoadedAtStartup, new QueueStatus(Math.Max(0, m.Aggregator.Capacity - pending), pending),
-                [.. m.Workers.Select(w => Describe(w, memory))], StateName(m.State), m.ConsecutiveFailures);
-        })];
+            try
+            {
+                metadata = JsonNode.Parse(result.Body.Span) as JsonObject;
+            }
+            catch (JsonException)
+            {
+            }
+            if (metadata is null)
+            {
+                ManagementLog.MetadataNotAnObject(logger, model.Name);
+                metadata = [];
+            }
+        }
+        return [ModelDescriptions.For(models, model, metadata)];
     }
 
-    public static async Task<Outcome> ScaleAsync(ModelManager models, Model model, int? min, int? max, bool synchronous, CancellationToken cancellationToken)
+    /// <summary>
+    /// TorchServe's scale (ApiUtils.updateModelWorkers): max below min is a 400, before the model is looked up; a
+    /// negative min is TorchServe's 500. Synchronously, a worker that fails to load makes it a 500.
+    /// </summary>
+    public static async Task<Outcome> ScaleAsync(ModelManager models, string name, string? version, int min, int max, bool synchronous, CancellationToken cancellationToken)
     {
-        await models.ScaleAsync(model, min, max, synchronous, cancellationToken);
-        return synchronous
-            ? new(200, $"Workers scaled to {model.LiveWorkerCount} for model: {model.Name}, version: {model.Version}")
-            : new(202, "Processing worker updates...");
+        if (max < min) throw new BadRequestException("max_worker cannot be less than min_worker.");
+        var model = models.Get(name, version);
+        if (min < 0) throw new InternalServerException($"min_worker must not be negative: {min}");
+        var (_, failure) = await models.ScaleAsync(model, min, max, synchronous, cancellationToken);
+        if (!synchronous) return new(202, "Processing worker updates...");
+        if (failure is not null) throw new InternalServerException($"Failed to start workers for model {model.Name} version: {model.Version}: {failure}");
+        return new(200, $"Workers scaled to {min} for model: {name}" + (version is null ? "" : $", version: {version}"));
     }
 
     public static async Task<string> UnregisterAsync(ModelManager models, ServerConfig config, string name, string? version)
@@ -78,28 +146,20 @@ internal static class ManagementActions
         return $"Default version successfully updated for model \"{name}\" to \"{version}\"";
     }
 
-    private static void RequireModelApi(ServerConfig config)
+    public static void RequireModelApi(ServerConfig config)
     {
         if (!config.EnableModelApi)
             throw new MethodNotAllowedException("Model API is disabled: registering and unregistering models needs --enable-model-api or enable_model_api=true");
     }
 
-    private static WorkerDescription Describe(WorkerThread w, long memory)
+    private static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
+
+    // A number TorchServe would take but that means nothing here (a negative batch size, -1 workers) is dropped, so the
+    // archive's model-config.yaml or the server's default applies, as when it is absent.
+    private static int? AtLeast(int least, int? value, string name, ILogger logger)
     {
-        return new WorkerDescription(w.Id, w.StartTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), StatusName(w.State),
-            w.ResidentBytes ?? memory, w.ProcessId, w.GpuId is not null, w.GpuId is { } g ? $"gpu {g}" : "N/A", w.DeviceType, w.FallbackReason, w.IntraOpThreads, w.Isolation == WorkerIsolation.Process ? "process" : "in-process",
-            w.Restarts, w.LastExitReason, w.FailureReason);
+        if (value is not { } v || v >= least) return value;
+        ManagementLog.OutOfRange(logger, name, v, "using the model's or the server's default");
+        return null;
     }
-
-    // TorchServe's names for a worker's state; FAILED is ours (TorchServe shows such a worker as UNLOADING while it retries).
-    private static string StatusName(WorkerState s) => s switch
-    {
-        WorkerState.Ready or WorkerState.Busy => "READY",
-        WorkerState.Loading => "LOADING",
-        WorkerState.Stopping => "UNLOADING",
-        WorkerState.Failed => "FAILED",
-        _ => "STOPPED",
-    };
-
-    private static string StateName(ModelState s) => s.ToString().ToUpperInvariant();
 }

@@ -1,10 +1,13 @@
-using System.Globalization;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Wlm;
 
 namespace ServeSharp.Server.Http;
 
-/// <summary>TorchServe's management API over REST: register, scale, describe, list, unregister, set-default.</summary>
+/// <summary>
+/// TorchServe's management API over REST: register, scale, describe, list, unregister, set-default. Parameters are read
+/// as TorchServe reads them (<see cref="ManagementQuery"/>), with its defaults: register is synchronous unless told
+/// otherwise, scale is not; scale's min_worker is 1 and max_worker is min_worker when absent.
+/// </summary>
 internal static class ManagementApi
 {
     public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config) =>
@@ -20,60 +23,49 @@ internal static class ManagementApi
         new(Api.Management, "OPTIONS", "/", http => ApiDescription.WriteAsync(http, ApiDescription.Management), Open: true),
     ];
 
-    private static Task ListAsync(HttpContext http, ModelManager models) =>
-        Respond.Json(http, 200, ManagementActions.List(models, Int(http, "limit"), Int(http, "next_page_token")), ApiJsonContext.Relaxed.ModelListResponse);
+    private static Task ListAsync(HttpContext http, ModelManager models)
+    {
+        var q = ManagementQuery.For(http);
+        return Respond.Json(http, 200, ManagementActions.List(models, q.Int("limit"), q.Int("next_page_token"), q.Logger), ApiJsonContext.Relaxed.ModelListResponse);
+    }
 
     private static async Task RegisterAsync(HttpContext http, ModelManager models, ServerConfig config)
     {
-        var q = http.Request.Query;
-        var url = q["url"].ToString();
-        ManagementActions.RequireRegistration(config, url);
-        var synchronous = Bool(http, "synchronous") ?? false;
-        var outcome = await ManagementActions.RegisterAsync(models, new RegisterRequest
+        var q = ManagementQuery.For(http);
+        var outcome = await ManagementActions.RegisterAsync(models, config, new ManagementActions.RegisterParameters
         {
-            Url = url,
-            ModelName = NonEmpty(q["model_name"].ToString()),
-            Handler = NonEmpty(q["handler"].ToString()),
-            BatchSize = Int(http, "batch_size"),
-            MaxBatchDelay = Int(http, "max_batch_delay"),
-            InitialWorkers = Int(http, "initial_workers"),
-            ResponseTimeout = Int(http, "response_timeout"),
-            Synchronous = synchronous,
-        }, http.RequestAborted);
+            Url = q.String("url"),
+            ModelName = q.String("model_name"),
+            Runtime = q.String("runtime"),
+            Handler = q.String("handler"),
+            BatchSize = q.Int("batch_size"),
+            MaxBatchDelay = q.Int("max_batch_delay"),
+            InitialWorkers = q.Int("initial_workers"),
+            ResponseTimeout = q.Int("response_timeout"),
+            StartupTimeout = q.Int("startup_timeout"),
+            Synchronous = q.Bool("synchronous", absent: true),
+        }, q.Logger, http.RequestAborted);
         await Respond.Status(http, outcome.Status, outcome.Message);
     }
 
-    private static Task DescribeAsync(HttpContext http, ModelManager models, string name, string? version) =>
-        Respond.Json(http, 200, ManagementActions.Describe(models, name, version), ApiJsonContext.Relaxed.ListModelDescription);
+    private static async Task DescribeAsync(HttpContext http, ModelManager models, string name, string? version)
+    {
+        var q = ManagementQuery.For(http);
+        var described = await ManagementActions.DescribeAsync(models, name, version, q.Bool("customized", absent: false), q.Logger, http.RequestAborted);
+        await Respond.Json(http, 200, described, ApiJsonContext.Relaxed.ListModelDescription);
+    }
 
+    // TorchServe reads neither timeout nor number_gpu here: they are accepted and ignored.
     private static async Task ScaleAsync(HttpContext http, ModelManager models, string name, string? version)
     {
-        var model = models.Get(name, version);
-        var min = Int(http, "min_worker");
-        var max = Int(http, "max_worker");
-        _ = Int(http, "timeout"); // workers always finish the batch in hand before stopping; validated for TorchServe parity
-        var synchronous = Bool(http, "synchronous") ?? false;
-        var outcome = await ManagementActions.ScaleAsync(models, model, min, max, synchronous, http.RequestAborted);
+        var q = ManagementQuery.For(http);
+        var min = q.Int("min_worker") ?? 1;
+        var max = q.Int("max_worker") ?? min;
+        version ??= q.String("model_version");
+        var outcome = await ManagementActions.ScaleAsync(models, name, version, min, max, q.Bool("synchronous", absent: false), http.RequestAborted);
         await Respond.Status(http, outcome.Status, outcome.Message);
     }
 
     private static async Task UnregisterAsync(HttpContext http, ModelManager models, ServerConfig config, string name, string? version) =>
         await Respond.Status(http, 200, await ManagementActions.UnregisterAsync(models, config, name, version));
-
-    private static string? NonEmpty(string s) => string.IsNullOrWhiteSpace(s) ? null : s;
-
-    private static int? Int(HttpContext http, string name)
-    {
-        var text = http.Request.Query[name].ToString();
-        if (text.Length == 0) return null;
-        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
-            : throw new BadRequestException($"Invalid parameter {name}: '{text}' is not an integer");
-    }
-
-    private static bool? Bool(HttpContext http, string name)
-    {
-        var text = http.Request.Query[name].ToString();
-        if (text.Length == 0) return null;
-        return bool.TryParse(text, out var v) ? v : throw new BadRequestException($"Invalid parameter {name}: '{text}' is not true or false");
-    }
 }

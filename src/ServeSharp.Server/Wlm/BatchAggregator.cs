@@ -8,7 +8,9 @@ namespace ServeSharp.Server.Wlm;
 /// The one reader of a model version's job queue (TorchServe's BatchAggregator, one per model): it waits until a
 /// job is queued and a worker is free, then takes that first job and more, until batchSize or maxBatchDelay after
 /// the first, and hands the whole batch to the free worker. Forming a batch only once a worker is free lets jobs
-/// that arrive while every worker computes pile up into full batches instead of leaving as singles.
+/// that arrive while every worker computes pile up into full batches instead of leaving as singles. A describe job
+/// (TorchServe's DESCRIBE command) is always a batch of its own: met while a batch fills, it closes that batch and
+/// waits, first in line, for the next worker.
 /// </summary>
 internal sealed partial class BatchAggregator
 {
@@ -20,6 +22,7 @@ internal sealed partial class BatchAggregator
     private readonly ILogger _logger;
     private readonly object _heldGate = new();
     private List<Job>? _held;
+    private Job? _carried; // a describe job that closed the batch before it; it starts the next one
 
     public BatchAggregator(Model model, int capacity, ServerMetrics metrics, TimeProvider time, ILogger logger)
     {
@@ -34,7 +37,7 @@ internal sealed partial class BatchAggregator
     }
 
     public int Capacity { get; }
-    public int Pending => _queue.Reader.Count;
+    public int Pending => _queue.Reader.Count + (Volatile.Read(ref _carried) is null ? 0 : 1);
 
     /// <summary>Queues a job; false when the queue is full or closed.</summary>
     public bool TryAdmit(Job job) => _queue.Writer.TryWrite(job);
@@ -51,6 +54,7 @@ internal sealed partial class BatchAggregator
         while (_queue.Reader.TryRead(out var job)) job.TryFail(status, message, type);
         lock (_heldGate)
         {
+            _carried?.TryFail(status, message, type);
             if (_held is null) return;
             foreach (var job in _held) job.TryFail(status, message, type);
         }
@@ -61,7 +65,7 @@ internal sealed partial class BatchAggregator
     {
         try
         {
-            while (await _queue.Reader.WaitToReadAsync(stop))
+            while (Volatile.Read(ref _carried) is not null || await _queue.Reader.WaitToReadAsync(stop))
             {
                 var worker = await NextFreeWorkerAsync(stop);
                 var batch = new List<Job>(_model.Settings.BatchSize);
@@ -92,22 +96,42 @@ internal sealed partial class BatchAggregator
 
     private bool TakeLive(List<Job> batch, int wanted)
     {
-        while (batch.Count < wanted && _queue.Reader.TryRead(out var job))
+        while (batch.Count < wanted && !(batch.Count > 0 && batch[0].IsDescribe) && TryNext(out var job))
         {
-            if (!job.IsCompleted) batch.Add(job);
+            if (job.IsCompleted) continue;
+            if (job.IsDescribe && batch.Count > 0)
+            {
+                lock (_heldGate) _carried = job;
+                break;
+            }
+            batch.Add(job);
         }
         return batch.Count > 0;
+    }
+
+    private bool TryNext(out Job job)
+    {
+        lock (_heldGate)
+        {
+            if (_carried is { } carried)
+            {
+                _carried = null;
+                job = carried;
+                return true;
+            }
+        }
+        return _queue.Reader.TryRead(out job!);
     }
 
     private async Task FillAsync(List<Job> batch, long first, CancellationToken stop)
     {
         var settings = _model.Settings;
-        if (batch.Count >= settings.BatchSize) return;
+        if (batch.Count >= settings.BatchSize || batch[0].IsDescribe) return;
         var delay = TimeSpan.FromMilliseconds(settings.MaxBatchDelayMs);
         while (true)
         {
             TakeLive(batch, settings.BatchSize);
-            if (batch.Count >= settings.BatchSize) return;
+            if (batch.Count >= settings.BatchSize || Volatile.Read(ref _carried) is not null) return;
             var remaining = delay - _time.GetElapsedTime(first);
             if (remaining <= TimeSpan.Zero) return;
             using var wait = new CancellationTokenSource(remaining, _time);
@@ -135,7 +159,7 @@ internal sealed partial class BatchAggregator
             }
             if (worker.TryRun(batch))
             {
-                _metrics.BatchFormed(_model.Name, _model.Version, batch.Count);
+                if (!batch[0].IsDescribe) _metrics.BatchFormed(_model.Name, _model.Version, batch.Count);
                 var waited = _time.GetElapsedTime(first).TotalMilliseconds;
                 LogBatch(_logger, _model.Name, _model.Version, batch.Count, worker.Id, waited);
                 break;

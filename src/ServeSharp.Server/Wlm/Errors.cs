@@ -31,6 +31,12 @@ internal sealed class ConflictStatusException(string message, string typeName = 
     public override string TypeName => typeName;
 }
 
+/// <summary>
+/// A version that may not be removed now: the default version while others are registered (TorchServe answers 403,
+/// "Cannot remove default version for model {name}"; set another default first).
+/// </summary>
+internal sealed class InvalidModelVersionException(string message) : ServeSharpException(message);
+
 /// <summary>The model cannot take the job now: no worker, a full queue, or it is being unregistered.</summary>
 internal sealed class ServiceUnavailableException(string message, bool retrySoon = false) : ServeSharpException(message)
 {

@@ -27,6 +27,9 @@ internal sealed class Job : IDisposable
     }
 
     public InferenceRequest Request { get; }
+
+    /// <summary>TorchServe's DESCRIBE command (customized describe): always a batch of its own, and not an inference in the metrics.</summary>
+    public bool IsDescribe { get; init; }
     public InferenceProtocol Protocol { get; }
     public long EnqueuedAt { get; }
     public CancellationToken CancellationToken { get; }

@@ -39,6 +39,12 @@ internal sealed class Model : IDisposable
     /// <summary>The url a restart registers this model from (the model-store file for downloaded archives).</summary>
     public string SnapshotUrl { get; init; } = "";
 
+    /// <summary>The archive register downloaded into the model store from a URL (unregister deletes it), or null.</summary>
+    public string? DownloadedArchive { get; init; }
+
+    /// <summary>TorchServe's runtime (the management API's <c>runtime</c>, else the manifest's), for describe and snapshots.</summary>
+    public string Runtime { get; init; } = "python";
+
     /// <summary>The management API's <c>handler</c> parameter, when it replaced the archive's.</summary>
     public string? HandlerOverride { get; init; }
     public ModelArchive Archive { get; }

@@ -13,11 +13,17 @@ internal sealed record RegisterRequest
     public required string Url { get; init; }
     public string? ModelName { get; init; }
     public string? Handler { get; init; }
+
+    /// <summary>The management API's <c>runtime</c> (TorchServe's python, python3, LSP): shown by describe, recorded in snapshots.</summary>
+    public string? Runtime { get; init; }
     public int? BatchSize { get; init; }
     public int? MaxBatchDelay { get; init; }
     public int? InitialWorkers { get; init; }
     public int? MaxWorkers { get; init; }
     public int? ResponseTimeout { get; init; }
+
+    /// <summary>Seconds a worker has to load; 0 is allowed and, as in TorchServe, no worker can load in it.</summary>
+    public int? StartupTimeout { get; init; }
     public bool Synchronous { get; init; } = true;
     public bool LoadedAtStartup { get; init; }
     public bool? MakeDefault { get; init; }
@@ -40,9 +46,28 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         public string DefaultVersion { get; set; } = "";
     }
 
+    /// <summary>
+    /// Registers a model version, then (synchronously, when asked) starts its minWorkers. Any worker that fails to load
+    /// fails a synchronous registration, which is then undone (TorchServe answers 500 and unregisters). An archive that
+    /// registration downloaded is deleted again when the registration fails.
+    /// </summary>
     public async Task<(Model Model, bool WorkersStarted)> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
     {
-        var path = await source.ResolveAsync(request.Url, cancellationToken);
+        var archiveSource = await source.ResolveAsync(request.Url, cancellationToken);
+        try
+        {
+            return await RegisterAsync(request, archiveSource, cancellationToken);
+        }
+        catch when (archiveSource.Downloaded)
+        {
+            DeleteDownloaded(archiveSource.Path);
+            throw;
+        }
+    }
+
+    private async Task<(Model Model, bool WorkersStarted)> RegisterAsync(RegisterRequest request, ArchiveSource archiveSource, CancellationToken cancellationToken)
+    {
+        var path = archiveSource.Path;
         ModelArchive archive;
         try
         {
@@ -59,15 +84,7 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             foreach (var warning in archive.Config.Warnings) LogConfigWarning(_logger, warning);
             var name = request.ModelName ?? archive.ModelName;
             var version = archive.ModelVersion;
-            HandlerFactory factory;
-            try
-            {
-                factory = resolver.Resolve(archive, request.Handler);
-            }
-            catch (HandlerLoadException e)
-            {
-                throw new BadRequestException(e.Message, inner: e);
-            }
+            var factory = Resolve(name, archive, request.Handler);
             WorkerSettings settings;
             try
             {
@@ -81,11 +98,14 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             if (settings.FallbackReason is { } fallback) LogCpuFallback(_logger, name, fallback);
             // A process worker loads its handler in its own process: the server's copy only proved that it loads.
             if (settings.Isolation == WorkerIsolation.Process) factory.Dispose();
-            model = new Model(name, version, request.Url, archive, factory, settings, config.JobQueueSize,
+            var queueSize = archive.Config.All.GetInt("jobQueueSize") is > 0 and var perModel ? perModel : config.JobQueueSize;
+            model = new Model(name, version, request.Url, archive, factory, settings, queueSize,
                 request.LoadedAtStartup, metrics, time, loggers.CreateLogger($"ServeSharp.Model.{name}"))
             {
-                SnapshotUrl = ModelSource.SnapshotName(request.Url, path),
+                SnapshotUrl = source.SnapshotName(request.Url, archiveSource),
+                DownloadedArchive = archiveSource.Downloaded ? path : null,
                 HandlerOverride = request.Handler,
+                Runtime = request.Runtime ?? archive.Manifest.Runtime ?? "python",
             };
         }
         catch
@@ -113,20 +133,33 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         if (workers == 0) model.TryMove(ModelState.Loading, ModelState.Ready);
         if (!request.Synchronous)
         {
-            _ = ScaleInBackgroundAsync(model, workers);
+            _ = ScaleInBackgroundAsync(model);
             Save();
             return (model, false);
         }
 
-        var (loaded, failure) = await workLoad.ScaleAsync(model, workers, cancellationToken);
-        if (workers > 0 && loaded == 0)
+        var (_, failure) = await workLoad.ScaleAsync(model, cancellationToken);
+        if (failure is not null)
         {
-            var reason = failure ?? "no worker loaded";
             await RemoveAsync(model);
-            throw new InternalServerException($"Failed to start workers for model {model.Name} version {model.Version}: {reason}");
+            throw new InternalServerException($"Failed to start workers for model {model.Name} version: {model.Version}: {failure}");
         }
         Save();
         return (model, true);
+    }
+
+    // TorchServe does not look at the handler until a worker loads it: an unknown handler registers, and its workers fail.
+    private HandlerFactory Resolve(string name, ModelArchive archive, string? handlerOverride)
+    {
+        try
+        {
+            return resolver.Resolve(archive, handlerOverride);
+        }
+        catch (HandlerLoadException e)
+        {
+            LogHandlerUnresolved(_logger, name, e.Message);
+            return HandlerFactory.Unresolved(handlerOverride ?? archive.Model.Handler ?? "", e.Message);
+        }
     }
 
     /// <summary>
@@ -140,25 +173,39 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         ? time.GetElapsedTime(since).TotalSeconds < m.Settings.MaxRetryTimeoutSeconds
         : m.Workers.Any(w => w.State == WorkerState.Failed);
 
-    /// <summary>Sets min/max workers and brings the pool there (TorchServe keeps minWorkers running).</summary>
-    public async Task ScaleAsync(Model model, int? minWorkers, int? maxWorkers, bool synchronous, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sets min/max workers and brings the pool there (TorchServe keeps minWorkers running). Synchronously, it returns
+    /// how many new workers loaded and why the first that did not failed; the caller checked the counts.
+    /// </summary>
+    public async Task<(int Loaded, string? Failure)> ScaleAsync(Model model, int minWorkers, int maxWorkers, bool synchronous, CancellationToken cancellationToken)
     {
-        var current = model.Settings;
-        var min = minWorkers ?? current.MinWorkers;
-        var max = Math.Max(min, maxWorkers ?? Math.Max(current.MaxWorkers, min));
-        if (min < 0 || (maxWorkers is { } m && m < min))
-            throw new BadRequestException($"Invalid worker counts: min_worker {min}, max_worker {maxWorkers}");
-        model.Settings = current with { MinWorkers = min, MaxWorkers = max };
-        if (min == 0) model.TryMove(ModelState.Ready, ModelState.Loading, ModelState.Failed);
+        model.Settings = model.Settings with { MinWorkers = minWorkers, MaxWorkers = maxWorkers };
+        if (minWorkers == 0) model.TryMove(ModelState.Ready, ModelState.Loading, ModelState.Failed);
         Save();
-        if (synchronous) await workLoad.ScaleAsync(model, min, cancellationToken);
-        else _ = ScaleInBackgroundAsync(model, min);
+        if (synchronous) return await workLoad.ScaleAsync(model, cancellationToken);
+        _ = ScaleInBackgroundAsync(model);
+        return (0, null);
     }
 
+    /// <summary>
+    /// Unregisters a version (the default one when none is named). The default version cannot go while other versions
+    /// are registered: TorchServe's 403, set another default first. An archive that registration downloaded from a
+    /// URL is deleted from the model store; one the user put there stays.
+    /// </summary>
     public async Task UnregisterAsync(string name, string? version)
     {
-        var model = Get(name, version);
-        await RemoveAsync(model);
+        Model model;
+        lock (_gate)
+        {
+            if (!_models.TryGetValue(name, out var set)) throw ModelNotFoundException.For(name);
+            var v = string.IsNullOrEmpty(version) ? set.DefaultVersion : version;
+            if (!set.Versions.TryGetValue(v, out var found)) throw ModelNotFoundException.For(name, version);
+            if (v == set.DefaultVersion && set.Versions.Count > 1) throw new InvalidModelVersionException($"Cannot remove default version for model {name}");
+            model = found;
+            Detach(model);
+        }
+        await DrainAsync(model);
+        if (model.DownloadedArchive is { } downloaded) DeleteDownloaded(downloaded);
         LogUnregistered(_logger, model.Name, model.Version);
         Save();
     }
@@ -172,6 +219,22 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             set.DefaultVersion = version;
         }
         Save();
+    }
+
+    /// <summary>
+    /// TorchServe's customized describe: a job of its own (never batched with predictions) whose request carries the
+    /// header <c>describe: True</c>; the handler answers its metadata (BaseHandler.Describe). Needs a worker, as in TorchServe.
+    /// </summary>
+    public async Task<JobResult> DescribeHandlerAsync(Model model, CancellationToken cancellationToken)
+    {
+        if (model.State is ModelState.Draining or ModelState.Unloaded || model.LiveWorkerCount == 0)
+            throw new ServiceUnavailableException($"Model \"{model.Name}\" has no worker to serve describe request. Please use scale workers API to add workers.");
+        var request = new InferenceRequest(Guid.NewGuid().ToString("N"), new Dictionary<string, RequestParameter>(),
+            new Dictionary<string, string> { [InferenceRequest.DescribeHeader] = "True" });
+        using var job = new Job(request, InferenceProtocol.TorchServeRest, time.GetTimestamp(), cancellationToken) { IsDescribe = true };
+        if (!model.Aggregator.TryAdmit(job))
+            throw new ServiceUnavailableException($"Model \"{model.Name}\" version {model.Version}: the job queue is full ({model.Aggregator.Capacity} waiting); retry later", retrySoon: true);
+        return await job.Completion;
     }
 
     /// <summary>Refuses at once when the model cannot take a job (so the endpoint need not read the body).</summary>
@@ -237,30 +300,54 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         lock (_gate) return [.. _models.Values.SelectMany(s => s.Versions.Values)];
     }
 
-    /// <summary>Server stop: every model drains (the snapshot is not touched, so a restart restores them).</summary>
-    public Task StopAllAsync() => Task.WhenAll(AllModels().Select(RemoveAsync));
+    /// <summary>Server stop: TorchServe's shutdown snapshot, then every model drains (a restart restores them).</summary>
+    public Task StopAllAsync()
+    {
+        Save("shutdown");
+        return Task.WhenAll(AllModels().Select(RemoveAsync));
+    }
 
     // Leaves the registry first (a new registration of the same version may start at once), then drains.
     private async Task RemoveAsync(Model model)
     {
-        lock (_gate)
+        lock (_gate) Detach(model);
+        await DrainAsync(model);
+    }
+
+    // Under _gate. The default moves only when a registration that failed or the server's stop removes it.
+    private void Detach(Model model)
+    {
+        if (_models.TryGetValue(model.Name, out var set) && set.Versions.TryGetValue(model.Version, out var listed) && listed == model)
         {
-            if (_models.TryGetValue(model.Name, out var set) && set.Versions.TryGetValue(model.Version, out var listed) && listed == model)
-            {
-                set.Versions.Remove(model.Version);
-                if (set.Versions.Count == 0) _models.Remove(model.Name);
-                else if (set.DefaultVersion == model.Version) set.DefaultVersion = set.Versions.Keys.Max(StringComparer.Ordinal)!;
-            }
+            set.Versions.Remove(model.Version);
+            if (set.Versions.Count == 0) _models.Remove(model.Name);
+            else if (set.DefaultVersion == model.Version) set.DefaultVersion = set.Versions.Keys.Max(StringComparer.Ordinal)!;
         }
+    }
+
+    private async Task DrainAsync(Model model)
+    {
         await workLoad.DrainAsync(model, TimeSpan.FromSeconds(model.Settings.ResponseTimeoutSeconds));
         model.Dispose();
     }
 
-    private async Task ScaleInBackgroundAsync(Model model, int workers)
+    private void DeleteDownloaded(string path)
     {
         try
         {
-            await workLoad.ScaleAsync(model, workers, model.Lifetime);
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogDeleteFailed(_logger, path, e.Message);
+        }
+    }
+
+    private async Task ScaleInBackgroundAsync(Model model)
+    {
+        try
+        {
+            await workLoad.ScaleAsync(model, model.Lifetime);
         }
         catch (OperationCanceledException) when (model.Lifetime.IsCancellationRequested)
         {
@@ -274,7 +361,9 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
     private WorkerSettings Settings(string name, string version, ModelConfig yaml, RegisterRequest request, bool builtIn)
     {
         var block = config.Models.TryGetValue(name, out var versions) && versions.TryGetValue(version, out var s) ? s : null;
-        var min = request.InitialWorkers ?? yaml.MinWorkers ?? block?.MinWorkers ?? (request.LoadedAtStartup ? config.DefaultWorkersPerModel : 0);
+        // TorchServe's management API registers with default_workers_per_model when config.properties sets it, else 0.
+        var apiDefault = config.Properties.ContainsKey("default_workers_per_model") ? config.DefaultWorkersPerModel : 0;
+        var min = request.InitialWorkers ?? yaml.MinWorkers ?? block?.MinWorkers ?? (request.LoadedAtStartup ? config.DefaultWorkersPerModel : apiDefault);
         var max = request.MaxWorkers ?? yaml.MaxWorkers ?? block?.MaxWorkers ?? min;
         if (min < 0) throw new BadRequestException($"Invalid worker count: initial_workers {min}");
         return new WorkerSettings
@@ -284,7 +373,7 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             BatchSize = Math.Max(1, request.BatchSize ?? yaml.BatchSize ?? block?.BatchSize ?? config.DefaultBatchSize),
             MaxBatchDelayMs = Math.Max(0, request.MaxBatchDelay ?? yaml.MaxBatchDelay ?? block?.MaxBatchDelay ?? config.DefaultMaxBatchDelay),
             ResponseTimeoutSeconds = Math.Max(1, request.ResponseTimeout ?? yaml.ResponseTimeout ?? block?.ResponseTimeout ?? config.DefaultResponseTimeout),
-            StartupTimeoutSeconds = Math.Max(1, yaml.StartupTimeout ?? config.DefaultStartupTimeout),
+            StartupTimeoutSeconds = Math.Max(0, request.StartupTimeout ?? yaml.StartupTimeout ?? config.DefaultStartupTimeout),
             DeviceType = yaml.DeviceType ?? (config.NumberOfGpu > 0 ? "gpu" : "cpu"),
             DeviceIds = yaml.DeviceIds ?? [],
             Isolation = (yaml.WorkerIsolation ?? config.DefaultWorkerIsolation ?? (builtIn ? "in-process" : "process")) == "process"
@@ -294,15 +383,16 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         };
     }
 
-    private void Save()
+    /// <summary>Asks for a config snapshot of every model version ("snapshot" after a change; "startup", "shutdown").</summary>
+    public void Save(string kind = "snapshot")
     {
         List<SnapshotEntry> entries;
         lock (_gate)
         {
             entries = [.. _models.Values.SelectMany(set => set.Versions.Values.Select(m => new SnapshotEntry(
-                m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings)))];
+                m.Name, m.Version, m.SnapshotUrl, set.DefaultVersion == m.Version, m.Settings, m.Runtime)))];
         }
-        snapshots.Request(entries);
+        snapshots.Request(entries, kind);
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "{Warning}")]
@@ -316,6 +406,12 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
 
     [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "Model {Model} runs on CPU: {Reason}")]
     private static partial void LogCpuFallback(ILogger logger, string model, string reason);
+
+    [LoggerMessage(EventId = 4006, Level = LogLevel.Warning, Message = "Model {Model}: its handler cannot be loaded, so its workers will fail: {Reason}")]
+    private static partial void LogHandlerUnresolved(ILogger logger, string model, string reason);
+
+    [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "Could not delete the downloaded archive {Path}: {Reason}")]
+    private static partial void LogDeleteFailed(ILogger logger, string path, string reason);
 
     [LoggerMessage(EventId = 4004, Level = LogLevel.Error, Message = "Model {Model}: scaling workers failed")]
     private static partial void LogScaleFailed(ILogger logger, string model, Exception error);

@@ -1,79 +1,74 @@
 using System.Globalization;
-using System.Text.Json;
+using System.Text.RegularExpressions;
 using ServeSharp.Server.Configuration;
 
 namespace ServeSharp.Server.Wlm;
 
-/// <summary>One model version as the snapshot remembers it.</summary>
-internal sealed record SnapshotEntry(string Name, string Version, string Url, bool IsDefault, WorkerSettings Settings);
-
 /// <summary>
-/// TorchServe's config snapshots: after every change, <c>logs/config/{timestamp}-snapshot.cfg</c> holds a
-/// <c>model_snapshot=</c> JSON of the registered models; the next start restores the newest one unless --ncs.
+/// TorchServe's config snapshots in <c>logs/config/</c>: <c>{yyyyMMddHHmmssSSS}-startup.cfg</c> after start,
+/// <c>-snapshot.cfg</c> after every model change, <c>-shutdown.cfg</c> at stop, each in TorchServe's format
+/// (<see cref="SnapshotFile"/>); the next start restores the newest one, whatever its kind. --ncs turns writing and
+/// restoring off, as TorchServe's --no-config-snapshots does. Only the newest files are kept.
 /// </summary>
-internal sealed class SnapshotStore(string directory, bool enabled)
+internal sealed partial class SnapshotStore(string directory, bool enabled, ServerConfig config, TimeProvider time)
 {
     private readonly object _gate = new();
     private const int Keep = 10;
 
     public string Directory { get; } = directory;
+    public bool Enabled => enabled;
 
-    public void Save(IReadOnlyList<SnapshotEntry> entries)
+    public void Save(IReadOnlyList<SnapshotEntry> entries, string kind)
     {
         if (!enabled) return;
-        var models = new Dictionary<string, Dictionary<string, object>>();
-        foreach (var e in entries)
-        {
-            if (!models.TryGetValue(e.Name, out var versions)) models[e.Name] = versions = [];
-            versions[e.Version] = new Dictionary<string, object>
-            {
-                ["defaultVersion"] = e.IsDefault,
-                ["marName"] = e.Url,
-                ["minWorkers"] = e.Settings.MinWorkers,
-                ["maxWorkers"] = e.Settings.MaxWorkers,
-                ["batchSize"] = e.Settings.BatchSize,
-                ["maxBatchDelay"] = e.Settings.MaxBatchDelayMs,
-                ["responseTimeout"] = e.Settings.ResponseTimeoutSeconds,
-            };
-        }
-        var snapshot = new Dictionary<string, object>
-        {
-            ["name"] = "snapshot",
-            ["modelCount"] = entries.Count,
-            ["created"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-            ["models"] = models,
-        };
-
         lock (_gate)
         {
+            var now = time.GetLocalNow(); // TorchServe names its snapshots in local time
+            var name = $"{now.ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture)}-{kind}.cfg";
             System.IO.Directory.CreateDirectory(Directory);
-            var stamp = DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture);
-            var path = Path.Combine(Directory, $"{stamp}-snapshot.cfg");
+            var path = Path.Combine(Directory, name);
             var temp = path + ".tmp";
-            File.WriteAllText(temp, "# Written by ServeSharp on every model change; restored at start unless --ncs.\nmodel_snapshot=" + JsonSerializer.Serialize(snapshot) + "\n");
+            // The configuration may hold secrets (keystore_pass): only the server's user reads snapshots.
+            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (var file = new FileStream(temp, options))
+            using (var writer = new StreamWriter(file))
+            {
+                writer.Write(SnapshotFile.Write(name, now, entries, Properties()));
+            }
             File.Move(temp, path, overwrite: true);
             foreach (var old in Snapshots().Skip(Keep)) File.Delete(old);
         }
     }
 
-    /// <summary>The newest snapshot's models, or none.</summary>
-    public IReadOnlyList<(string Name, string Version, ModelSettings Settings)> LoadLatest()
+    /// <summary>The newest snapshot's path and its <c>model_snapshot</c> JSON, or null when there is none (or --ncs).</summary>
+    public (string Path, string ModelSnapshot)? LoadLatest()
     {
-        var latest = Snapshots().FirstOrDefault();
-        if (latest is null) return [];
-        var properties = PropertiesFile.Parse(File.ReadAllText(latest));
-        if (!properties.TryGetValue("model_snapshot", out var json)) return [];
-        using var doc = JsonDocument.Parse(json);
-        var result = new List<(string, string, ModelSettings)>();
-        foreach (var model in doc.RootElement.GetProperty("models").EnumerateObject())
+        if (!enabled) return null;
+        foreach (var file in Snapshots())
         {
-            foreach (var version in model.Value.EnumerateObject()) result.Add((model.Name, version.Name, ModelSettings.FromJson(version.Value)));
+            var properties = PropertiesFile.Parse(File.ReadAllText(file));
+            return properties.TryGetValue(SnapshotFile.ModelSnapshotKey, out var json) ? (file, json) : null;
         }
-        return result;
+        return null;
     }
 
+    // What TorchServe's snapshot holds besides the models: the configuration the server runs with, so that TorchServe
+    // can start from the file; the model store as the command line set it.
+    private Dictionary<string, string> Properties()
+    {
+        var properties = new Dictionary<string, string>(config.Properties, StringComparer.Ordinal);
+        if (config.ModelStore is { } store) properties["model_store"] = store;
+        return properties;
+    }
+
+    // Newest first; only files named as TorchServe names them ({17-digit timestamp}-{kind}.cfg).
     private IEnumerable<string> Snapshots() =>
         System.IO.Directory.Exists(Directory)
-            ? System.IO.Directory.GetFiles(Directory, "*-snapshot.cfg").OrderByDescending(Path.GetFileName, StringComparer.Ordinal)
+            ? System.IO.Directory.GetFiles(Directory, "*.cfg").Where(f => SnapshotName().IsMatch(Path.GetFileName(f)))
+                .OrderByDescending(f => Path.GetFileName(f)[..17], StringComparer.Ordinal).ThenByDescending(Path.GetFileName, StringComparer.Ordinal)
             : [];
+
+    [GeneratedRegex(@"^\d{17}-[^/]*\.cfg$")]
+    private static partial Regex SnapshotName();
 }

@@ -33,19 +33,23 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
     }
 
     /// <summary>
-    /// Brings <paramref name="model"/> to <paramref name="target"/> live workers. New workers load in parallel
+    /// Brings <paramref name="model"/> to its minWorkers live workers, as they are when its turn comes: of two scale
+    /// requests, the later one's count wins, whichever runs first. New workers load in parallel
     /// (a failed one is retried with back-off); removed workers, newest first, finish the batch in hand.
     /// Returns how many of the new workers loaded, and why the first that did not failed. A replacement names the worker it replaces (<paramref name="replacing"/>),
     /// so describe can show the slot's restarts and why its last worker left.
     /// </summary>
-    public async Task<(int Loaded, string? Failure)> ScaleAsync(Model model, int target, CancellationToken cancellationToken, WorkerThread? replacing = null)
+    public async Task<(int Loaded, string? Failure)> ScaleAsync(Model model, CancellationToken cancellationToken, WorkerThread? replacing = null)
     {
         await model.ScaleGate.WaitAsync(cancellationToken);
         List<WorkerThread> starting = [];
         List<WorkerThread> retiring = [];
+        List<WorkerThread> loading;
         try
         {
+            var target = model.Settings.MinWorkers;
             var live = model.Workers.Where(w => w.IsLive).ToList();
+            loading = [.. live.Where(w => w.State == WorkerState.Loading)];
             for (var i = live.Count; i < target && model.State is not (ModelState.Draining or ModelState.Unloaded); i++)
                 starting.Add(NewWorker(model, i == live.Count ? replacing : null));
             if (live.Count > target) retiring = [.. live.OrderByDescending(w => w.StartTime).ThenByDescending(w => w.Id).Take(live.Count - target)];
@@ -58,6 +62,9 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
 
         var loads = starting.Select(w => StartAsync(model, w, cancellationToken)).ToList();
         var loaded = (await Task.WhenAll(loads)).Count(ok => ok);
+        // Workers an earlier request started count toward this one: it answers when they have loaded (or failed) too.
+        foreach (var w in loading) await Task.WhenAny(w.Started, w.Ended).WaitAsync(cancellationToken);
+        starting.AddRange(loading.Where(w => w.State == WorkerState.Failed));
         await Task.WhenAll(retiring.Select(async w =>
         {
             await w.Ended;
@@ -181,7 +188,7 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
             if (model.LiveWorkerCount < wanted)
             {
                 model.Remove(dead);
-                await ScaleAsync(model, wanted, model.Lifetime, dead);
+                await ScaleAsync(model, model.Lifetime, dead);
             }
             else
             {

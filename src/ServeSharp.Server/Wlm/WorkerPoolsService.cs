@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using ServeSharp.Server.Configuration;
@@ -18,8 +19,11 @@ internal sealed record StartOptions
 
 /// <summary>
 /// The worker pools' place in the host: at start it registers the snapshot's and the command line's models (before
-/// the listeners open, so no early request sees a 404; their workers load in the background); at stop — after the
-/// listeners have let in-flight requests finish — it drains every model.
+/// the listeners open, so no early request sees a 404; their workers load in the background) and writes the startup
+/// snapshot; at stop — after the listeners have let in-flight requests finish — it drains every model.
+/// The snapshot restored is the config file's own <c>model_snapshot</c> (a TorchServe snapshot given as --ts-config),
+/// else the newest in logs/config unless --ncs. Its models come with the settings it recorded; --models and
+/// load_models add the models it does not name.
 /// </summary>
 internal sealed partial class WorkerPoolsService(StartOptions options, ModelManager models, SnapshotStore snapshots, ILogger<WorkerPoolsService> logger) : IHostedService
 {
@@ -37,6 +41,7 @@ internal sealed partial class WorkerPoolsService(StartOptions options, ModelMana
                 LogModelFailed(logger, request.Url, e.Message);
             }
         }
+        models.Save("startup");
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => models.StopAllAsync();
@@ -44,17 +49,16 @@ internal sealed partial class WorkerPoolsService(StartOptions options, ModelMana
     private List<RegisterRequest> StartupRequests()
     {
         var requests = new List<RegisterRequest>();
-        var restored = options.NoConfigSnapshot ? [] : snapshots.LoadLatest();
-        foreach (var (name, _, s) in restored)
+        foreach (var r in Restored())
         {
             requests.Add(new RegisterRequest
             {
-                Url = s.MarName ?? name + ".mar", ModelName = name, InitialWorkers = s.MinWorkers, MaxWorkers = s.MaxWorkers,
-                BatchSize = s.BatchSize, MaxBatchDelay = s.MaxBatchDelay, ResponseTimeout = s.ResponseTimeout,
-                MakeDefault = s.DefaultVersion, Synchronous = false, LoadedAtStartup = true,
+                Url = r.MarName, ModelName = r.Name, InitialWorkers = r.MinWorkers, MaxWorkers = r.MaxWorkers, BatchSize = r.BatchSize,
+                MaxBatchDelay = r.MaxBatchDelay, ResponseTimeout = r.ResponseTimeout, StartupTimeout = r.StartupTimeout,
+                Runtime = r.RuntimeType is "python" or "python3" or "LSP" ? r.RuntimeType : null,
+                MakeDefault = r.DefaultVersion, Synchronous = false,
             });
         }
-        if (restored.Count > 0) LogRestored(logger, restored.Count);
 
         var wanted = options.Models.Count > 0 ? options.Models : options.Config.LoadModels;
         foreach (var spec in ExpandModels(wanted, options.Config.ModelStore))
@@ -65,6 +69,25 @@ internal sealed partial class WorkerPoolsService(StartOptions options, ModelMana
             requests.Add(new RegisterRequest { Url = url, ModelName = name, Synchronous = false, LoadedAtStartup = true });
         }
         return requests;
+    }
+
+    private IReadOnlyList<RestoredModel> Restored()
+    {
+        var (from, json) = options.Config.Properties.TryGetValue(SnapshotFile.ModelSnapshotKey, out var given)
+            ? ("the config file's model_snapshot", given)
+            : snapshots.LoadLatest() is { } latest ? (latest.Path, latest.ModelSnapshot) : (null, null);
+        if (json is null) return [];
+        try
+        {
+            var restored = SnapshotFile.ReadModels(json);
+            LogRestored(logger, restored.Count, from!);
+            return restored;
+        }
+        catch (JsonException e)
+        {
+            LogSnapshotUnreadable(logger, from!, e.Message);
+            return [];
+        }
     }
 
     /// <summary>"all" means every archive in the model store (TorchServe's --models all).</summary>
@@ -88,8 +111,11 @@ internal sealed partial class WorkerPoolsService(StartOptions options, ModelMana
         }
     }
 
-    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Restoring {Count} model versions from the last config snapshot")]
-    private static partial void LogRestored(ILogger logger, int count);
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Restoring {Count} model versions from {Snapshot}")]
+    private static partial void LogRestored(ILogger logger, int count, string snapshot);
+
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Error, Message = "The config snapshot {Snapshot} cannot be read ({Error}); no model restored from it")]
+    private static partial void LogSnapshotUnreadable(ILogger logger, string snapshot, string error);
 
     [LoggerMessage(EventId = 6002, Level = LogLevel.Error, Message = "Failed to load model {Url}: {Error}")]
     private static partial void LogModelFailed(ILogger logger, string url, string error);

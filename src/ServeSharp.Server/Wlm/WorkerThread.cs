@@ -95,6 +95,13 @@ internal sealed partial class WorkerThread
     /// <summary>Starts the thread; the handler loads there (so its thread affinity, if any, holds for every batch).</summary>
     public async Task StartAsync(TimeSpan startupTimeout, CancellationToken cancellationToken)
     {
+        if (startupTimeout <= TimeSpan.Zero)
+        {
+            // TorchServe gives such a worker no time to load, so it fails; decided here, not by a race with the load.
+            Abandon("startupTimeout is 0s: the worker was given no time to load");
+            _thread.Start(); // it sees the abandon before loading and releases its backend
+            throw new InternalServerException($"Worker {Id} of model {_model.Name} did not load within 0s (startupTimeout)");
+        }
         _thread.Start();
         try
         {
@@ -154,6 +161,7 @@ internal sealed partial class WorkerThread
         _backend.Died = reason => Abandon(reason);
         try
         {
+            if (Volatile.Read(ref _abandoned) == 1) return;
             var loading = _time.GetTimestamp();
             try
             {
@@ -220,7 +228,7 @@ internal sealed partial class WorkerThread
             for (var i = 0; i < jobs.Count; i++)
             {
                 var job = jobs[i];
-                if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)))
+                if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)) && !job.IsDescribe)
                     _metrics.InferenceCompleted(_model.Name, _model.Version, job.Protocol, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
             }
             _metrics.BatchHandled(_model.Name, handlerTime, _time.GetElapsedTime(answered));

@@ -120,7 +120,8 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
     public async Task Snapshot_restores_models_and_worker_counts_unless_ncs()
     {
         var dir = store.NewWorkDir();
-        await using var server = ServerProcess.Start(dir, store.Store, ["--disable-token-auth", "--enable-model-api", "--ncs"]);
+        // A fresh folder has nothing to restore; --ncs here would also stop the snapshots being written (TorchServe's --ncs).
+        await using var server = ServerProcess.Start(dir, store.Store, ["--disable-token-auth", "--enable-model-api"]);
         using (var management = server.Management)
         {
             var r = await management.PostAsync("/models?url=linear.mar&initial_workers=2&synchronous=true&batch_size=3", null);
@@ -155,7 +156,8 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
     public async Task After_kill_9_the_next_start_is_not_blocked_by_the_pid_file_and_restores_the_snapshot()
     {
         var dir = store.NewWorkDir();
-        await using var server = ServerProcess.Start(dir, store.Store, ["--disable-token-auth", "--enable-model-api", "--ncs"]);
+        // Not --ncs: as in TorchServe, that would stop the server writing snapshots too.
+        await using var server = ServerProcess.Start(dir, store.Store, ["--disable-token-auth", "--enable-model-api"]);
         using (var management = server.Management)
         {
             var r = await management.PostAsync("/models?url=linear.mar&initial_workers=1&synchronous=true", null);
@@ -163,7 +165,7 @@ public sealed class ServerLifecycleTests(ModelStoreFixture store)
         }
         // The snapshot is written in the background: wait for the one that names the model (bounded).
         var snapshots = Path.Combine(dir, "logs", "config");
-        for (var i = 0; i < 200 && !(Directory.Exists(snapshots) && Directory.GetFiles(snapshots).Any(f => File.ReadAllText(f).Contains("linear.mar"))); i++)
+        for (var i = 0; i < 200 && !(Directory.Exists(snapshots) && Directory.GetFiles(snapshots, "*.cfg").Any(f => File.ReadAllText(f).Contains("linear.mar"))); i++)
             await Task.Delay(50);
         var pid = int.Parse(File.ReadAllText(Path.Combine(dir, "servesharp.pid")).Split(' ')[0]);
         using (var kill = Process.Start("kill", ["-9", pid.ToString()])) await kill.WaitForExitAsync();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using ServeSharp.Server.Configuration;
 using ServeSharp.Tests.Support;
 
 namespace ServeSharp.Tests.Server;
@@ -63,11 +64,10 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
     {
         { "POST", "/predictions/nosuchmodel", 404, "Model not found: nosuchmodel" },
         { "POST", "/predictions/probe/7.7", 404, "Model version 7.7 not found for model probe" },
-        { "PUT", "/models/probe?min_worker=abc", 400, "Invalid parameter min_worker: 'abc' is not an integer" },
         { "POST", "/models", 400, "Parameter url is required" },
-        { "POST", "/models?url=nothere.mar", 404, "Model not found in model store: nothere.mar" },
-        { "POST", "/models?url=../escape.mar", 400, "leaves the model store" },
-        { "POST", "/models?url=https://example.com/m.mar", 400, "does not match any allowed URL" },
+        { "POST", "/models?url=nothere.mar", 404, "Model not found at: nothere.mar" },
+        { "POST", "/models?url=../escape.mar", 404, "Relative path is not allowed in url: ../escape.mar" },
+        { "POST", "/models?url=https://example.com/m.mar", 404, "Given URL https://example.com/m.mar does not match any allowed URL(s)" },
         { "POST", "/models?url=probe.mar", 409, "Model version 1.0 is already registered for model probe" },
         { "DELETE", "/models/nosuchmodel", 404, "Model not found: nosuchmodel" },
         { "PUT", "/models/probe/9.9/set-default", 404, "Model version 9.9 not found for model probe" },
@@ -144,7 +144,8 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
         Assert.StartsWith("0,1,0,-1;argmax=1", await predicted.Content.ReadAsStringAsync());
         // The snapshot remembers the downloaded file in the model store, so a restart does not download again.
         var snapshot = Directory.GetFiles(Path.Combine(_server.Directory, "logs", "config"), "*-snapshot.cfg").Order().Last();
-        Assert.Contains($"\"marName\":\"{fileName}\"", await File.ReadAllTextAsync(snapshot));
+        var models = JsonDocument.Parse(PropertiesFile.Parse(await File.ReadAllTextAsync(snapshot))["model_snapshot"]).RootElement.GetProperty("models");
+        Assert.Equal(fileName, models.GetProperty("downloaded").GetProperty("1.0").GetProperty("marName").GetString());
         Assert.True(File.Exists(Path.Combine(store.Store, fileName)));
         Assert.Equal(HttpStatusCode.OK, (await management.DeleteAsync("/models/downloaded")).StatusCode);
     }

@@ -36,7 +36,8 @@ internal sealed class InProcessServer : IAsyncDisposable
     /// (addresses default to 127.0.0.1:0, gRPC's too; the same address given twice makes one shared listener).
     /// </summary>
     public static async Task<InProcessServer> StartAsync(string modelStore, string[]? models = null, string properties = "",
-        TimeProvider? time = null, IReadOnlyDictionary<string, Func<IModelHandler>>? handlers = null, Func<string?>? cudaProblem = null)
+        TimeProvider? time = null, IReadOnlyDictionary<string, Func<IModelHandler>>? handlers = null, Func<string?>? cudaProblem = null,
+        ILoggerFactory? loggers = null)
     {
         var server = new InProcessServer();
         var values = PropertiesFile.Parse($"""
@@ -54,11 +55,11 @@ internal sealed class InProcessServer : IAsyncDisposable
         {
             Config = ServerConfig.From(values),
             Models = models ?? [],
-            NoConfigSnapshot = true,
+            NoConfigSnapshot = false, // a fresh folder: nothing to restore, and the snapshots written can be read
             LogDirectory = Path.Combine(server.Directory, "logs"),
             KeyFile = Path.Combine(server.Directory, "key_file.json"),
         };
-        server._host = await ServerHost.StartAsync(options, Loggers, CancellationToken.None, time, handlers, cudaProblem);
+        server._host = await ServerHost.StartAsync(options, loggers ?? Loggers, CancellationToken.None, time, handlers, cudaProblem);
         server.InferenceUrl = server._host.AddressOf(Api.Inference);
         server.ManagementUrl = server._host.AddressOf(Api.Management);
         server.MetricsUrl = server._host.AddressOf(Api.Metrics);
