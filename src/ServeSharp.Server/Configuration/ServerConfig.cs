@@ -148,7 +148,7 @@ internal sealed record ServerConfig
             else if (!KnownKeys.Contains(key)) warnings.Add($"config.properties: unknown key '{key}' is ignored");
         }
         if (commandLine?.LogConfig is { } logConfig)
-            warnings.Add($"--log-config {logConfig}: log4j2 configurations are not read; ServeSharp logs to the console (--foreground) or logs/servesharp.log");
+            warnings.Add($"--log-config {logConfig}: log4j2 configurations are not read; ServeSharp writes TorchServe's default log files (ts_log.log, model_log.log, access_log.log, ts_metrics.log, model_metrics.log) in LOG_LOCATION");
         if (config.TokenExpirationMinutes <= 0) throw new FormatException("config.properties: token_expiration_min must be a positive number of minutes");
         if (!config.KeystoreType.Equals("PKCS12", StringComparison.OrdinalIgnoreCase))
             throw new FormatException($"config.properties: keystore_type '{config.KeystoreType}' is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12) or give certificate_file and private_key_file (PEM)");

@@ -94,11 +94,19 @@ internal sealed class ServerProcess : IAsyncDisposable
         return (int.Parse(output[(cut + 1)..].Trim()), output[..cut]);
     }
 
-    public string Log()
+    /// <summary>The end of the server's ts_log.log, and its raw console output if it printed any (a crash).</summary>
+    public string Log() => Tail("ts_log.log") + Tail("servesharp.out");
+
+    /// <summary>The whole of one of the server's log files (empty when it was never written).</summary>
+    public string LogFile(string name)
     {
-        var file = Path.Combine(Directory, "logs", "servesharp.log");
-        return File.Exists(file) ? string.Join('\n', File.ReadLines(file).TakeLast(40)) : "(no log)";
+        var file = Path.Combine(Directory, "logs", name);
+        if (!File.Exists(file)) return "";
+        using var reader = new StreamReader(new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+        return reader.ReadToEnd();
     }
+
+    private string Tail(string name) => string.Join('\n', LogFile(name).Split('\n').TakeLast(40));
 
     /// <summary>Polls /ping until it says Healthy (workers load in the background after start).</summary>
     public async Task WaitHealthyAsync(TimeSpan? timeout = null)
