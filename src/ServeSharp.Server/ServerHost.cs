@@ -94,6 +94,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         });
 
         var app = builder.Build();
+        app.Use(AccessLog.Handle(loggers, app.Services.GetRequiredService<TimeProvider>()));
         app.Use(EdgeErrors.Handle(app.Services.GetRequiredService<ServerMetrics>()));
         if (Cors.For(config) is { } cors) app.Use(cors.Handle);
         app.Use(ApiPipeline.SelectApi);
