@@ -5,6 +5,7 @@ using ServeSharp.Server;
 using ServeSharp.Server.Cli;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Logging;
+using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Wlm;
 
 if (args is ["worker", .. var workerArgs]) return await ServeSharp.Server.Workers.WorkerHost.RunAsync(workerArgs);
@@ -183,13 +184,16 @@ static ServerConfig LoadConfig(CommandLine cli, string? file)
     var properties = file is null ? [] : PropertiesFile.Parse(File.ReadAllText(file));
     var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
         .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "");
-    return ServerConfig.From(properties, environment, new CommandLineSettings
+    var config = ServerConfig.From(properties, environment, new CommandLineSettings
     {
         ModelStore = cli.ModelStore,
         DisableTokenAuthorization = cli.DisableTokenAuth,
         EnableModelApi = cli.EnableModelApi,
         LogConfig = cli.LogConfig,
     });
+    // A metrics.yaml the server could not use is refused here, where the user who typed --start reads the reason.
+    ServerMetrics.Check(MetricsConfiguration.Load(config.MetricsConfig));
+    return config;
 }
 
 internal static partial class ProgramLog

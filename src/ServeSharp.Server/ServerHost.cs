@@ -82,6 +82,9 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton<SnapshotWriter>();
         s.AddHostedService(p => p.GetRequiredService<SnapshotWriter>());
         s.AddHostedService<WorkerPoolsService>();
+        // metrics_config (or the default metrics.yaml) is read before anything starts: a bad file stops the start.
+        s.AddSingleton(MetricsConfiguration.Load(config.MetricsConfig));
+        s.AddHostedService<SystemMetricsCollector>();
         GrpcApis.AddServices(s, config);
 
         var listeners = new Dictionary<Api, ListenOptions>();
@@ -113,6 +116,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
 
         var logger = loggers.CreateLogger("ServeSharp");
         foreach (var warning in config.Warnings) LogWarning(logger, warning);
+        foreach (var warning in app.Services.GetRequiredService<ServerMetrics>().Warnings) LogWarning(logger, warning);
         var auth = app.Services.GetRequiredService<TokenAuthorization>();
         if (auth.Enabled) LogKeys(logger, auth.KeyFile!);
         LogGpus(logger, gpus.Count, gpus.How, gpus.Count == 0 ? "not needed" : OrtSessionFactory.CudaUnavailableReason ?? "usable");

@@ -61,7 +61,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the server again on the same ports and folder (for snapshot restore).</summary>
-    public void Restart(string[] args) => Launch(args, expectSuccess: true);
+    public void Restart(string[] args, bool expectSuccess = true) => Launch(args, expectSuccess);
 
     private void Launch(string[] args, bool expectSuccess)
     {
