@@ -94,7 +94,8 @@ internal sealed class ServerProcess : IAsyncDisposable
         return (int.Parse(output[(cut + 1)..].Trim()), output[..cut]);
     }
 
-    /// <summary>The end of the server's ts_log.log, and its raw console output if it printed any (a crash).</summary>
+    /// <summary>The end of the server's ts_log.log (without the access and metric lines it also holds), and its raw
+    /// console output if it printed any (a crash).</summary>
     public string Log() => Tail("ts_log.log") + Tail("servesharp.out");
 
     /// <summary>The whole of one of the server's log files (empty when it was never written).</summary>
@@ -106,7 +107,8 @@ internal sealed class ServerProcess : IAsyncDisposable
         return reader.ReadToEnd();
     }
 
-    private string Tail(string name) => string.Join('\n', LogFile(name).Split('\n').TakeLast(40));
+    private string Tail(string name) => string.Join('\n', LogFile(name).Split('\n')
+        .Where(l => !l.Contains(" ACCESS_LOG - ", StringComparison.Ordinal) && !l.Contains("_METRICS - ", StringComparison.Ordinal)).TakeLast(40));
 
     /// <summary>Polls /ping until it says Healthy (workers load in the background after start).</summary>
     public async Task WaitHealthyAsync(TimeSpan? timeout = null)
