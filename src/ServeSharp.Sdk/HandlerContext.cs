@@ -28,7 +28,7 @@ public sealed class HandlerContext
     /// <summary>The <c>handler:</c> section of model-config.yaml (empty when there is none).</summary>
     public ConfigSection HandlerConfig { get; init; } = ConfigSection.Empty;
 
-    /// <summary>A logger named after the model; handler output goes to the model log.</summary>
+    /// <summary>The model log (TorchServe's <c>MODEL_LOG</c>: logs/model_log.log, and ts_log.log): what a handler logs goes there.</summary>
     public required ILogger Logger { get; init; }
 
     /// <summary>Absolute path of a file in the model folder (for example the manifest's serializedFile).</summary>

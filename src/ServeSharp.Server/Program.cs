@@ -4,6 +4,8 @@ using Microsoft.Extensions.Logging;
 using ServeSharp.Server;
 using ServeSharp.Server.Cli;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Logging;
+using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Wlm;
 
 if (args is ["worker", .. var workerArgs]) return await ServeSharp.Server.Workers.WorkerHost.RunAsync(workerArgs);
@@ -59,13 +61,18 @@ if (Daemon.RunningPid(pidFile) is { } running && running != Environment.ProcessI
     return 1;
 }
 
-var logDirectory = Environment.GetEnvironmentVariable("LOG_LOCATION") is { Length: > 0 } location ? location : "logs";
-Directory.CreateDirectory(logDirectory);
+// TorchServe's log files (ts_log, model_log, access_log, ts_metrics, model_metrics) in LOG_LOCATION / METRICS_LOCATION.
+var logs = LogFileOptions.FromEnvironment();
+Directory.CreateDirectory(logs.Directory);
+var tsLog = Path.Combine(logs.Directory, "ts_log.log");
 
 if (!cli.Foreground)
 {
-    var logFile = Path.Combine(logDirectory, "servesharp.log");
-    using var child = Daemon.SpawnForeground(args, logFile);
+    // The detached server logs to ts_log.log itself; its raw stdout/stderr (what the runtime prints when it dies before
+    // it can log) go to servesharp.out beside it.
+    var consoleFile = Path.Combine(logs.Directory, "servesharp.out");
+    long tsLogBefore = FileLength(tsLog), consoleBefore = FileLength(consoleFile);
+    using var child = Daemon.SpawnForeground(args, consoleFile);
     var ping = new Uri(config.InferenceAddress, "/ping");
     X509Certificate2? certificate;
     try
@@ -80,22 +87,21 @@ if (!cli.Foreground)
     using var _ = certificate;
     if (!await Daemon.WaitUntilAnsweringAsync(child, pidFile, ping, certificate, TimeSpan.FromSeconds(Math.Max(60, config.DefaultStartupTimeout))))
     {
-        Console.Error.WriteLine($"ServeSharp failed to start; see {logFile}:");
-        if (File.Exists(logFile)) Console.Error.WriteLine(string.Join('\n', File.ReadLines(logFile).TakeLast(20)));
+        Console.Error.WriteLine($"ServeSharp failed to start; see {tsLog}:");
+        Console.Error.Write(Tail(tsLog, tsLogBefore));
+        Console.Error.Write(Tail(consoleFile, consoleBefore));
         return 1;
     }
-    Console.WriteLine($"ServeSharp started: inference {config.InferenceAddress}, management {config.ManagementAddress}, metrics {config.MetricsAddress}; logs in {logFile}");
+    Console.WriteLine($"ServeSharp started: inference {config.InferenceAddress}, management {config.ManagementAddress}, metrics {config.MetricsAddress}; logs in {Path.GetFullPath(logs.Directory)}");
     return 0;
 }
 
-Daemon.DetachIfSpawned();
+var detached = Daemon.DetachIfSpawned();
+// --foreground prints every line on the console too, as TorchServe's STDOUT appender does; detached, nobody reads it.
+using var logFiles = new LogFiles(logs, detached ? null : Console.Out);
 using var loggers = LoggerFactory.Create(b => b
     .AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
-    .AddSimpleConsole(o =>
-    {
-        o.SingleLine = true;
-        o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
-    }));
+    .AddProvider(logFiles));
 var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 using var stopping = new CancellationTokenSource(); // a signal during start-up cancels the start
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
@@ -109,7 +115,7 @@ try
         Config = config,
         Models = cli.Models,
         NoConfigSnapshot = cli.NoConfigSnapshot,
-        LogDirectory = logDirectory,
+        LogDirectory = logs.Directory,
     }, loggers, stopping.Token);
     await stop.Task;
     await host.StopAsync();
@@ -160,19 +166,34 @@ static async Task<int> StopAsync(CommandLine cli, string pidFile, string? config
     return 0;
 }
 
+static long FileLength(string file) => File.Exists(file) ? new FileInfo(file).Length : 0;
+
+// What a file gained since the start began (its last 40 lines), so a failed start shows this start's reasons only.
+static string Tail(string file, long from)
+{
+    if (!File.Exists(file)) return "";
+    using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+    stream.Position = from <= stream.Length ? from : 0; // rolled meanwhile: the new file is all this start's
+    var lines = new StreamReader(stream).ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    return string.Concat(lines.TakeLast(40).Select(l => l + "\n"));
+}
+
 static ServerConfig LoadConfig(CommandLine cli, string? file)
 {
     if (file is not null && !File.Exists(file)) throw new IOException($"--ts-config file not found: {Path.GetFullPath(file)}");
     var properties = file is null ? [] : PropertiesFile.Parse(File.ReadAllText(file));
     var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
         .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "");
-    return ServerConfig.From(properties, environment, new CommandLineSettings
+    var config = ServerConfig.From(properties, environment, new CommandLineSettings
     {
         ModelStore = cli.ModelStore,
         DisableTokenAuthorization = cli.DisableTokenAuth,
         EnableModelApi = cli.EnableModelApi,
         LogConfig = cli.LogConfig,
     });
+    // A metrics.yaml the server could not use is refused here, where the user who typed --start reads the reason.
+    ServerMetrics.Check(MetricsConfiguration.Load(config.MetricsConfig));
+    return config;
 }
 
 internal static partial class ProgramLog

@@ -83,6 +83,9 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton<SnapshotWriter>();
         s.AddHostedService(p => p.GetRequiredService<SnapshotWriter>());
         s.AddHostedService<WorkerPoolsService>();
+        // metrics_config (or the default metrics.yaml) is read before anything starts: a bad file stops the start.
+        s.AddSingleton(MetricsConfiguration.Load(config.MetricsConfig));
+        s.AddHostedService<SystemMetricsCollector>();
         GrpcApis.AddServices(s, config);
 
         var listeners = new Dictionary<Api, ListenOptions>();
@@ -95,6 +98,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         });
 
         var app = builder.Build();
+        app.Use(AccessLog.Handle(loggers, app.Services.GetRequiredService<TimeProvider>()));
         app.Use(EdgeErrors.Handle(app.Services.GetRequiredService<ServerMetrics>(), loggers.CreateLogger("ServeSharp.Http")));
         if (Cors.For(config) is { } cors) app.Use(cors.Handle);
         app.Use(ApiPipeline.SelectApi);
@@ -114,6 +118,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
 
         var logger = loggers.CreateLogger("ServeSharp");
         foreach (var warning in config.Warnings) LogWarning(logger, warning);
+        foreach (var warning in app.Services.GetRequiredService<ServerMetrics>().Warnings) LogWarning(logger, warning);
         var auth = app.Services.GetRequiredService<TokenAuthorization>();
         if (auth.Enabled) LogKeys(logger, auth.KeyFile!);
         LogGpus(logger, gpus.Count, gpus.How, gpus.Count == 0 ? "not needed" : OrtSessionFactory.CudaUnavailableReason ?? "usable");

@@ -10,7 +10,7 @@ namespace ServeSharp.Server.Cli;
 
 /// <summary>
 /// The background side of <c>--start</c> / <c>--stop</c>: a pid file, a child process in --foreground mode
-/// with its output in logs/, and SIGTERM for a graceful stop.
+/// with its raw output in logs/, and SIGTERM for a graceful stop.
 /// </summary>
 internal static class Daemon
 {
@@ -151,13 +151,15 @@ internal static class Daemon
     /// In the server that --start spawned: leaves the launcher's session and process group, so the server outlives the
     /// shell (or the whole session) that ran --start, and a terminal's hang-up never reaches it.
     /// </summary>
-    public static void DetachIfSpawned()
+    /// <returns>Whether this process was spawned by --start (so nobody reads its console).</returns>
+    public static bool DetachIfSpawned()
     {
-        if (Environment.GetEnvironmentVariable(DetachVariable) != "1") return;
+        if (Environment.GetEnvironmentVariable(DetachVariable) != "1") return false;
         Environment.SetEnvironmentVariable(DetachVariable, null); // worker processes must not inherit it
-        if (!OperatingSystem.IsLinux() || !NativeLibrary.TryLoad("libc.so.6", out var libc)) return;
+        if (!OperatingSystem.IsLinux() || !NativeLibrary.TryLoad("libc.so.6", out var libc)) return true;
         // Looked up at run time, as Nvml is: the server needs no unsafe code for one call.
         Marshal.GetDelegateForFunctionPointer<SetSidFn>(NativeLibrary.GetExport(libc, "setsid"))();
+        return true;
     }
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]

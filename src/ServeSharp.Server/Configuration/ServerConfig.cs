@@ -34,6 +34,17 @@ internal sealed record ServerConfig
 
     /// <summary>token_expiration_min: how long the management and inference keys live (TorchServe: 60 minutes).</summary>
     public double TokenExpirationMinutes { get; init; } = 60;
+
+    /// <summary>metrics_mode: <c>log</c> (TorchServe's default: metrics also go to ts_metrics.log / model_metrics.log) or
+    /// <c>prometheus</c> (the metrics API only; it answers in both modes).</summary>
+    public Metrics.MetricsMode MetricsMode { get; init; } = Metrics.MetricsMode.Log;
+
+    /// <summary>metrics_config: a metrics.yaml deciding which metrics exist and their dimensions (null: the default one).</summary>
+    public string? MetricsConfig { get; init; }
+
+    /// <summary>metric_time_interval: seconds between system metric collections (TorchServe: 60); disable_system_metrics.</summary>
+    public int MetricTimeInterval { get; init; } = 60;
+    public bool DisableSystemMetrics { get; init; }
     public string? ModelStore { get; init; }
     public IReadOnlyList<string> LoadModels { get; init; } = [];
     public int DefaultWorkersPerModel { get; init; } = 1;
@@ -80,7 +91,7 @@ internal sealed record ServerConfig
     [
         "number_of_netty_threads", "netty_client_threads", "default_service_handler", "async_logging", "vmargs",
         "install_py_dep_per_model", "workflow_store",
-        "metrics_mode", "metrics_config", "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
+        "model_metrics_auto_detect", "system_metrics_cmd", "enable_metrics_api", "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
         "grpc_inference_max_connection_age_grace_ms", "grpc_management_max_connection_age_grace_ms",
         "use_native_io", "prefer_direct_buffer", "plugins_path", "ts_allowed_urls", "tsConfigFile",
     ];
@@ -129,6 +140,10 @@ internal sealed record ServerConfig
             CorsAllowedMethods = List(values.GetValueOrDefault("cors_allowed_methods")),
             CorsAllowedHeaders = List(values.GetValueOrDefault("cors_allowed_headers")),
             TokenExpirationMinutes = Double(values, "token_expiration_min") ?? defaults.TokenExpirationMinutes,
+            MetricsMode = MetricsModeOf(values.GetValueOrDefault("metrics_mode")),
+            MetricsConfig = values.GetValueOrDefault("metrics_config") is { Length: > 0 } metricsConfig ? metricsConfig : null,
+            MetricTimeInterval = Int(values, "metric_time_interval") ?? defaults.MetricTimeInterval,
+            DisableSystemMetrics = Bool(values, "disable_system_metrics") ?? false,
             ModelStore = values.GetValueOrDefault("model_store"),
             LoadModels = List(values.GetValueOrDefault("load_models")),
             DefaultWorkersPerModel = Int(values, "default_workers_per_model") ?? defaults.DefaultWorkersPerModel,
@@ -159,10 +174,11 @@ internal sealed record ServerConfig
             else if (!KnownKeys.Contains(key)) warnings.Add($"config.properties: unknown key '{key}' is ignored");
         }
         if (commandLine?.LogConfig is { } logConfig)
-            warnings.Add($"--log-config {logConfig}: log4j2 configurations are not read; ServeSharp logs to the console (--foreground) or logs/servesharp.log");
+            warnings.Add($"--log-config {logConfig}: log4j2 configurations are not read; ServeSharp writes TorchServe's default log files (ts_log.log, model_log.log, access_log.log, ts_metrics.log, model_metrics.log) in LOG_LOCATION");
         if (config.TokenExpirationMinutes <= 0) throw new FormatException("config.properties: token_expiration_min must be a positive number of minutes");
         if (!config.KeystoreType.Equals("PKCS12", StringComparison.OrdinalIgnoreCase))
             throw new FormatException($"config.properties: keystore_type '{config.KeystoreType}' is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12) or give certificate_file and private_key_file (PEM)");
+        if (config.MetricTimeInterval < 1) throw new FormatException("config.properties: metric_time_interval must be at least 1 second");
         if (config.JobQueueSize < 1) throw new FormatException("config.properties: job_queue_size must be at least 1");
         if (config.EnableGrpcSsl && !TlsCertificate.Configured(config))
             throw new FormatException("config.properties: enable_grpc_ssl=true needs certificate_file and private_key_file (PEM), or keystore and keystore_pass (PKCS12)");
@@ -171,6 +187,7 @@ internal sealed record ServerConfig
 
     private static readonly HashSet<string> KnownKeys =
     [
+        "metrics_mode", "metrics_config", "metric_time_interval", "disable_system_metrics",
         "inference_address", "management_address", "metrics_address", "model_store", "load_models",
         "default_workers_per_model", "job_queue_size", "default_response_timeout", "default_startup_timeout",
         "batch_size", "max_batch_delay", "max_request_size", "max_response_size", "number_of_gpu", "allowed_urls",
@@ -189,6 +206,16 @@ internal sealed record ServerConfig
         if (Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") return uri;
         throw new FormatException($"config.properties: {key} '{text}' is not an http(s)://host:port address");
     }
+
+    // TorchServe reads the mode without whitespace and case ("Prometheus", " log "). Its "legacy" (the request counters in
+    // Prometheus, the rest in the log) is log mode here, where the metrics API always answers.
+    private static Metrics.MetricsMode MetricsModeOf(string? text) => text is null ? Metrics.MetricsMode.Log
+        : string.Concat(text.Where(c => !char.IsWhiteSpace(c))).ToLowerInvariant() switch
+        {
+            "log" or "legacy" => Metrics.MetricsMode.Log,
+            "prometheus" => Metrics.MetricsMode.Prometheus,
+            _ => throw new FormatException($"config.properties: metrics_mode '{text}' is not log or prometheus (TorchServe's modes)"),
+        };
 
     private static string? Isolation(string? text)
     {

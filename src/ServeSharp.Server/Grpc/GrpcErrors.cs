@@ -67,12 +67,15 @@ internal static class GrpcErrors
     public static Google.Rpc.Status InBand(Status status) => new() { Code = (int)status.StatusCode, Message = status.Detail };
 
     /// <summary>For the request counters: the gRPC status of a finished call, as HTTP; null when it was not a gRPC call.</summary>
-    public static int? HttpStatusOf(HttpContext http)
+    public static int? HttpStatusOf(HttpContext http) => StatusCodeOf(http) is { } code ? HttpStatusOf((StatusCode)code) : null;
+
+    /// <summary>A finished gRPC call's grpc-status, as a number (null: not a gRPC call, or not answered).</summary>
+    public static int? StatusCodeOf(HttpContext http)
     {
         // A call that fails before its first message answers in the headers ("trailers-only"); others in the trailers.
         var status = http.Response.Headers["grpc-status"].ToString();
         if (status.Length == 0) status = http.Features.Get<IHttpResponseTrailersFeature>()?.Trailers["grpc-status"].ToString() ?? "";
-        return int.TryParse(status, System.Globalization.CultureInfo.InvariantCulture, out var code) ? HttpStatusOf((StatusCode)code) : null;
+        return int.TryParse(status, System.Globalization.CultureInfo.InvariantCulture, out var code) ? code : null;
     }
 
     // A client that leaves and a deadline that passes both fire the call's token; the client's deadline is the usual cause.

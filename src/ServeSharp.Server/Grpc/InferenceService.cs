@@ -55,7 +55,7 @@ internal sealed class InferenceService(ModelManager models) : InferenceAPIsServi
     {
         if (request.ModelName.Length == 0) throw new BadRequestException("Parameter model_name is required.");
         var model = models.Get(request.ModelName, request.ModelVersion.Length == 0 ? null : request.ModelVersion);
-        var result = await models.PredictAsync(model, ToInferenceRequest(request, context), InferenceProtocol.TorchServeGrpc, context.CancellationToken);
+        var result = await models.PredictAsync(model, request.ModelVersion, ToInferenceRequest(request, context), InferenceProtocol.TorchServeGrpc, context.CancellationToken);
         if (result.StatusCode >= 400) throw GrpcErrors.Failed(result, context);
         // The job's body is its own and never written again: no copy.
         return new PredictionResponse { Prediction = UnsafeByteOperations.UnsafeWrap(result.Body) };

@@ -42,7 +42,7 @@ internal sealed class OipInferenceService(ModelManager models) : GRPCInferenceSe
     public override async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
     {
         var model = Target(request.ModelName, request.ModelVersion);
-        var answer = await OipInference.InferAsync(models, model, ToOip(request), InferenceProtocol.OipGrpc, InferenceService.HeadersOf(context), context.CancellationToken);
+        var answer = await OipInference.InferAsync(models, model, request.ModelVersion, ToOip(request), InferenceProtocol.OipGrpc, InferenceService.HeadersOf(context), context.CancellationToken);
         var response = new ModelInferResponse { ModelName = answer.ModelName, ModelVersion = answer.ModelVersion, Id = answer.Id ?? "" };
         foreach (var t in answer.Outputs)
         {

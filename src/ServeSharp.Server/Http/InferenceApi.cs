@@ -24,7 +24,7 @@ internal static class InferenceApi
         var model = models.Get(http.RouteString("model")!, http.RouteString("version"));
         ModelManager.EnsureServing(model); // refuse before reading a body nobody will run
         var request = await RequestReader.ReadAsync(http, config.MaxRequestSize, http.RequestAborted);
-        var result = await models.PredictAsync(model, request, InferenceProtocol.TorchServeRest, http.RequestAborted);
+        var result = await models.PredictAsync(model, http.RouteString("version"), request, InferenceProtocol.TorchServeRest, http.RequestAborted);
         if (result.Body.Length > config.MaxResponseSize)
             throw new Wlm.InternalServerException($"Response of {result.Body.Length} bytes exceeds max_response_size ({config.MaxResponseSize} bytes)");
 

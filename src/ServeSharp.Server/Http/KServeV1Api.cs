@@ -40,7 +40,7 @@ internal static class KServeV1Api
         var headers = RequestReader.Headers(http.Request);
         var requests = instances.Select((instance, i) => new InferenceRequest($"{http.TraceIdentifier}-{i}",
             new Dictionary<string, RequestParameter>(StringComparer.Ordinal) { ["data"] = new("data", instance, "application/json") }, headers)).ToList();
-        var results = await OipInference.PredictAllAsync(models, model, requests, InferenceProtocol.KServeV1, http.RequestAborted);
+        var results = await OipInference.PredictAllAsync(models, model, null, requests, InferenceProtocol.KServeV1, http.RequestAborted);
 
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var json = new Utf8JsonWriter(buffer))

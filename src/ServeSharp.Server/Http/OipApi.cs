@@ -61,7 +61,7 @@ internal static class OipApi
         }
         var body = await RequestReader.ReadRawAsync(http, config.MaxRequestSize, http.RequestAborted);
         var (request, binaryOutputs) = OipJson.ReadRequest(body, headerLength);
-        var response = await OipInference.InferAsync(models, model, request, InferenceProtocol.OipRest, RequestReader.Headers(http.Request), http.RequestAborted);
+        var response = await OipInference.InferAsync(models, model, http.RouteString("version"), request, InferenceProtocol.OipRest, RequestReader.Headers(http.Request), http.RequestAborted);
 
         var binary = request.Outputs is { Count: > 0 } asked ? asked.Where(o => o.Binary).Select(o => o.Name).ToHashSet() : null;
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();

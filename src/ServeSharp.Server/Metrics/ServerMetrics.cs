@@ -1,115 +1,163 @@
 using System.Text;
 using Prometheus;
+using ServeSharp.Sdk;
+using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Logging;
 using ServeSharp.Server.Wlm;
+using static ServeSharp.Server.Metrics.Dimension;
 
 namespace ServeSharp.Server.Metrics;
 
 /// <summary>
-/// TorchServe's metrics, by its names and labels, in a registry of their own (so the scrape holds only these).
-/// Counters accumulate; the *Time gauges hold the latest value in milliseconds, as TorchServe reports them.
+/// TorchServe's metrics, as metrics.yaml defines them (which exist, their type, unit and dimensions), in a Prometheus
+/// registry of their own for the metrics API; with <c>metrics_mode=log</c> every update is also a line in ts_metrics.log
+/// (model metrics: model_metrics.log), as TorchServe's LogMetric writes them. The points that measure call the methods
+/// below by meaning; a metric metrics.yaml leaves out is simply not updated.
 /// </summary>
 internal sealed class ServerMetrics
 {
-    private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
-    private readonly string _host = Environment.MachineName;
-    private readonly Counter _requests;
-    private readonly Counter _latency;
-    private readonly Counter _queueLatency;
-    private readonly Counter _requests2xx;
-    private readonly Counter _requests4xx;
-    private readonly Counter _requests5xx;
-    private readonly Gauge _queueTime;
-    private readonly Gauge _workerThreadTime;
-    private readonly Gauge _workerLoadTime;
-    private readonly Gauge _handlerTime;
-    private readonly Gauge _predictionTime;
-    private readonly Histogram _batchSize;
-    private readonly Counter _workerRestarts;
+    private static readonly Dimension[] HostLevel = [Level, Hostname];
+    private static readonly Dimension[] PerRequest = [ModelName, ModelVersion, Hostname, Protocol];
+    private static readonly Dimension[] PerVersion = [ModelName, ModelVersion, Hostname];
+    private static readonly Dimension[] PerDevice = [Level, DeviceId, Hostname];
+    private static readonly Dimension[] PerModel = [ModelName, Level, Hostname];
 
-    // InferenceProtocol's values, in order, as the protocol label spells them.
+    // What ServeSharp measures, by TorchServe's names, with the dimensions it can fill for each; model metrics are
+    // TorchServe's backend (model_metrics) ones.
+    private static readonly Dictionary<string, (bool Model, Dimension[] Dimensions)> Measured = new(StringComparer.Ordinal)
+    {
+        ["Requests2XX"] = (false, HostLevel), ["Requests4XX"] = (false, HostLevel), ["Requests5XX"] = (false, HostLevel),
+        ["ts_inference_requests_total"] = (false, PerRequest), ["ts_inference_latency_microseconds"] = (false, PerRequest),
+        ["ts_queue_latency_microseconds"] = (false, PerRequest),
+        ["QueueTime"] = (false, HostLevel), ["WorkerThreadTime"] = (false, HostLevel), ["WorkerLoadTime"] = (false, [WorkerName, Level, Hostname]),
+        ["CPUUtilization"] = (false, HostLevel), ["MemoryUsed"] = (false, HostLevel), ["MemoryAvailable"] = (false, HostLevel),
+        ["MemoryUtilization"] = (false, HostLevel), ["DiskUsage"] = (false, HostLevel), ["DiskUtilization"] = (false, HostLevel),
+        ["DiskAvailable"] = (false, HostLevel),
+        ["GPUMemoryUtilization"] = (false, PerDevice), ["GPUMemoryUsed"] = (false, PerDevice), ["GPUUtilization"] = (false, PerDevice),
+        ["ts_batch_size"] = (false, PerVersion), ["ts_worker_restarts_total"] = (false, PerVersion),
+        ["HandlerTime"] = (true, PerModel), ["PredictionTime"] = (true, PerModel),
+    };
+
+    // InferenceProtocol's values, in order, as the protocol dimension spells them.
     private static readonly string[] ProtocolLabels = ["torchserve_rest", "torchserve_grpc", "kserve_v1", "oip_v2_rest", "oip_v2_grpc"];
 
-    public ServerMetrics()
+    private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
+    private readonly Dictionary<string, ConfiguredMetric> _metrics = new(StringComparer.Ordinal);
+    private readonly string _host = Environment.MachineName;
+
+    public ServerMetrics(MetricsConfiguration configuration, ServerConfig config, TimeProvider time, ILoggerFactory loggers)
     {
-        var f = Prometheus.Metrics.WithCustomRegistry(_registry);
-        string[] model = ["model_name", "model_version", "hostname"];
-        string[] host = ["Level", "Hostname"];
-        string[] modelHost = ["ModelName", "Level", "Hostname"];
-        // TorchServe's labels plus the protocol the request came in by (one job path serves them all).
-        string[] byProtocol = [.. model, "protocol"];
-        _requests = f.CreateCounter("ts_inference_requests_total", "Total number of inference requests.", byProtocol);
-        _latency = f.CreateCounter("ts_inference_latency_microseconds", "Cumulative inference duration in microseconds", byProtocol);
-        _queueLatency = f.CreateCounter("ts_queue_latency_microseconds", "Cumulative queue duration in microseconds", byProtocol);
-        _requests2xx = f.CreateCounter("Requests2XX", "Total number of requests with response in 200-300 status code range", host);
-        _requests4xx = f.CreateCounter("Requests4XX", "Total number of requests with response in 400-500 status code range", host);
-        _requests5xx = f.CreateCounter("Requests5XX", "Total number of requests with response status code above 500", host);
-        _queueTime = f.CreateGauge("QueueTime", "Time spent by a job in request queue in Milliseconds", host);
-        _workerThreadTime = f.CreateGauge("WorkerThreadTime", "Time spent in worker thread excluding backend response time in Milliseconds", host);
-        _workerLoadTime = f.CreateGauge("WorkerLoadTime", "Time taken by worker to load model in Milliseconds", ["WorkerName", "Level", "Hostname"]);
-        _handlerTime = f.CreateGauge("HandlerTime", "Backend time spent in the handler in Milliseconds", modelHost);
-        _predictionTime = f.CreateGauge("PredictionTime", "Backend prediction time in Milliseconds", modelHost);
-        // Not one of TorchServe's: how full the batches its aggregator forms are (the point of batchSize/maxBatchDelay).
-        _batchSize = f.CreateHistogram("ts_batch_size", "Requests per batch handed to a worker", new HistogramConfiguration
+        var mode = config.MetricsMode;
+        var factory = Prometheus.Metrics.WithCustomRegistry(_registry);
+        ILogger? tsMetrics = mode == MetricsMode.Log ? loggers.CreateLogger(LogFiles.TsMetrics) : null;
+        ILogger? modelMetrics = mode == MetricsMode.Log ? loggers.CreateLogger(LogFiles.ModelMetrics) : null;
+        foreach (var spec in configuration.Metrics)
         {
-            LabelNames = model,
-            Buckets = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64],
-        });
-        // Not one of TorchServe's either: workers that died, timed out or failed to load, each of which the pool replaces.
-        _workerRestarts = f.CreateCounter("ts_worker_restarts_total", "Workers lost (crashed, killed, failed to load) and replaced", model);
-        AddGpuMetrics(f);
+            if (DimensionsOf(spec, configuration.Source) is not { } dimensions) continue;
+            // The batch-size histogram keeps buckets that mean something for batch sizes.
+            double[]? buckets = spec.Name == "ts_batch_size" ? [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64] : null;
+            _metrics[spec.Name] = new ConfiguredMetric(spec, dimensions, factory, spec.Model ? modelMetrics : tsMetrics, time, buckets);
+        }
+        Warnings = Check(configuration);
     }
 
-    // TorchServe's GPU metrics, per device, read from NVML at each scrape. Absent (not zero) where there is no GPU.
-    private void AddGpuMetrics(MetricFactory f)
+    /// <summary>What metrics.yaml asked for that ServeSharp does not measure (logged once at start).</summary>
+    public IReadOnlyList<string> Warnings { get; }
+
+    /// <summary>
+    /// Whether ServeSharp can serve <paramref name="configuration"/>: throws (naming the file) for a dimension it cannot
+    /// fill; returns a warning for each metric it does not measure. The command line checks this before it starts.
+    /// </summary>
+    public static IReadOnlyList<string> Check(MetricsConfiguration configuration)
     {
-        var (devices, _) = Configuration.Nvml.DeviceCount();
-        if (devices == 0) return;
-        string[] labels = ["Level", "DeviceId", "Hostname"];
-        var memoryUtilization = f.CreateGauge("GPUMemoryUtilization", "GPU memory used, in percent of the device's", labels);
-        var memoryUsed = f.CreateGauge("GPUMemoryUsed", "GPU memory used, in megabytes", labels);
-        var utilization = f.CreateGauge("GPUUtilization", "GPU busy time over the last sample period, in percent", labels);
-        _registry.AddBeforeCollectCallback(() =>
+        var warnings = new List<string>();
+        foreach (var spec in configuration.Metrics)
         {
-            for (var i = 0; i < devices; i++)
-            {
-                if (Configuration.Nvml.Sample(i) is not var (memory, busy)) continue;
-                var id = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                memoryUtilization.WithLabels("Host", id, _host).Set(memory.Total == 0 ? 0 : 100.0 * memory.Used / memory.Total);
-                memoryUsed.WithLabels("Host", id, _host).Set(memory.Used / (1024.0 * 1024.0));
-                utilization.WithLabels("Host", id, _host).Set(busy.Gpu);
-            }
-        });
+            if (DimensionsOf(spec, configuration.Source) is null)
+                warnings.Add($"metrics_config {configuration.Source}: ServeSharp does not measure {(spec.Model ? "model" : "ts")} metric {spec.Name}; it is left out");
+        }
+        return warnings;
     }
 
-    public void RequestCompleted(int statusCode)
+    // The dimensions of a metric ServeSharp measures, in metrics.yaml's order; null for one it does not measure.
+    private static Dimension[]? DimensionsOf(MetricSpec spec, string source)
     {
-        var counter = statusCode switch { < 400 => _requests2xx, < 500 => _requests4xx, _ => _requests5xx };
-        counter.WithLabels("Host", _host).Inc();
+        if (!Measured.TryGetValue(spec.Name, out var measured) || measured.Model != spec.Model) return null;
+        var dimensions = new Dimension[spec.Dimensions.Count];
+        for (var i = 0; i < dimensions.Length; i++)
+        {
+            dimensions[i] = MetricDimensions.Parse(spec.Dimensions[i]) is { } d && measured.Dimensions.Contains(d) ? d
+                : throw new FormatException($"metrics_config {source}: {spec.Name} has dimension '{spec.Dimensions[i]}', which ServeSharp cannot fill for it (it can: {string.Join(", ", measured.Dimensions)})");
+        }
+        return dimensions;
     }
 
-    /// <summary>A prediction answered by a worker: TorchServe counts it and its latencies per model version.</summary>
-    public void InferenceCompleted(string model, string version, InferenceProtocol protocol, TimeSpan total, TimeSpan queued)
+    private void Update(string name, in MetricDimensions dimensions, double value, IReadOnlyList<InferenceRequest>? requests = null)
     {
-        var by = ProtocolLabels[(int)protocol];
-        _requests.WithLabels(model, version, _host, by).Inc();
-        _latency.WithLabels(model, version, _host, by).Inc(total.TotalMicroseconds);
-        _queueLatency.WithLabels(model, version, _host, by).Inc(queued.TotalMicroseconds);
-        _queueTime.WithLabels("Host", _host).Set(queued.TotalMilliseconds);
+        if (_metrics.TryGetValue(name, out var metric)) metric.Update(dimensions, value, requests);
     }
 
-    public void BatchHandled(string model, TimeSpan handler, TimeSpan workerOverhead)
+    /// <summary>An answered request on any API but the metrics API's (TorchServe's Requests2XX/4XX/5XX).</summary>
+    public void RequestCompleted(int statusCode) =>
+        Update(statusCode switch { < 400 => "Requests2XX", < 500 => "Requests4XX", _ => "Requests5XX" }, new(_host, Level: "Host"), 1);
+
+    /// <summary>
+    /// A prediction received for a model (TorchServe counts it before it is queued). <paramref name="versionLabel"/> is
+    /// what TorchServe prints: the version the request named, or "default".
+    /// </summary>
+    public void InferenceReceived(string model, string versionLabel, InferenceProtocol protocol) =>
+        Update("ts_inference_requests_total", new(_host, ModelName: model, ModelVersion: versionLabel, Protocol: ProtocolLabels[(int)protocol]), 1);
+
+    /// <summary>A prediction a worker answered: its latency and time in the queue.</summary>
+    public void InferenceCompleted(string model, string versionLabel, InferenceProtocol protocol, TimeSpan total, TimeSpan queued)
     {
-        _handlerTime.WithLabels(model, "Model", _host).Set(handler.TotalMilliseconds);
-        _predictionTime.WithLabels(model, "Model", _host).Set(handler.TotalMilliseconds);
-        _workerThreadTime.WithLabels("Host", _host).Set(workerOverhead.TotalMilliseconds);
+        var request = new MetricDimensions(_host, ModelName: model, ModelVersion: versionLabel, Protocol: ProtocolLabels[(int)protocol]);
+        Update("ts_inference_latency_microseconds", request, total.TotalMicroseconds);
+        Update("ts_queue_latency_microseconds", request, queued.TotalMicroseconds);
+        // TorchServe's QueueTime is whole milliseconds.
+        Update("QueueTime", new(_host, Level: "Host"), Math.Floor(queued.TotalMilliseconds));
     }
 
-    public void BatchFormed(string model, string version, int size) => _batchSize.WithLabels(model, version, _host).Observe(size);
+    /// <summary>A batch the handler answered: TorchServe's backend metrics (in ms, to two decimals) and the worker's own time.</summary>
+    public void BatchHandled(string model, TimeSpan handler, TimeSpan workerOverhead, IReadOnlyList<InferenceRequest> requests)
+    {
+        var milliseconds = Math.Round(handler.TotalMilliseconds, 2);
+        var dimensions = new MetricDimensions(_host, Level: "Model", ModelName: model);
+        Update("HandlerTime", dimensions, milliseconds, requests);
+        Update("PredictionTime", dimensions, milliseconds, requests);
+        Update("WorkerThreadTime", new(_host, Level: "Host"), Math.Floor(workerOverhead.TotalMilliseconds));
+    }
 
-    public void WorkerLost(string model, string version) => _workerRestarts.WithLabels(model, version, _host).Inc();
+    public void BatchFormed(string model, string version, int size) =>
+        Update("ts_batch_size", new(_host, ModelName: model, ModelVersion: version), size);
+
+    public void WorkerLost(string model, string version) =>
+        Update("ts_worker_restarts_total", new(_host, ModelName: model, ModelVersion: version), 1);
 
     public void WorkerLoaded(string workerName, TimeSpan took) =>
-        _workerLoadTime.WithLabels(workerName, "Host", _host).Set(took.TotalMilliseconds);
+        Update("WorkerLoadTime", new(_host, Level: "Host", WorkerName: workerName), Math.Floor(took.TotalMilliseconds));
+
+    /// <summary>One collection of TorchServe's host metrics (CPU, memory, disk).</summary>
+    public void SystemSampled(SystemSample sample)
+    {
+        var host = new MetricDimensions(_host, Level: "Host");
+        Update("CPUUtilization", host, sample.CpuUtilization);
+        Update("MemoryUsed", host, sample.MemoryUsedMegabytes);
+        Update("MemoryAvailable", host, sample.MemoryAvailableMegabytes);
+        Update("MemoryUtilization", host, sample.MemoryUtilization);
+        Update("DiskUsage", host, sample.DiskUsedGigabytes);
+        Update("DiskAvailable", host, sample.DiskAvailableGigabytes);
+        Update("DiskUtilization", host, sample.DiskUtilization);
+    }
+
+    /// <summary>One collection of a GPU's metrics (percent, megabytes, percent).</summary>
+    public void GpuSampled(int device, double memoryUtilization, double memoryUsedMegabytes, double utilization)
+    {
+        var gpu = new MetricDimensions(_host, Level: "Host", DeviceId: device.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Update("GPUMemoryUtilization", gpu, memoryUtilization);
+        Update("GPUMemoryUsed", gpu, memoryUsedMegabytes);
+        Update("GPUUtilization", gpu, utilization);
+    }
 
     /// <summary>The Prometheus text exposition, optionally only the families named (TorchServe's <c>?name[]=</c>).</summary>
     public async Task<string> ExportAsync(IReadOnlyCollection<string> names, CancellationToken cancellationToken)
@@ -137,3 +185,7 @@ internal sealed class ServerMetrics
         return output.ToString();
     }
 }
+
+/// <summary>metrics_mode: <c>log</c> (TorchServe's default: metrics also written to ts_metrics.log and model_metrics.log)
+/// or <c>prometheus</c> (the metrics API only). The metrics API answers in both.</summary>
+internal enum MetricsMode { Log, Prometheus }

@@ -28,13 +28,13 @@ internal static class OipInference
     // Request-level parameters that belong to the protocol, not to the handler.
     private static readonly HashSet<string> ProtocolParameters = ["binary_data_output", "binary_data", "binary_data_size"];
 
-    public static async Task<OipResponse> InferAsync(ModelManager models, Model model, OipRequest request, InferenceProtocol protocol,
+    public static async Task<OipResponse> InferAsync(ModelManager models, Model model, string? requestedVersion, OipRequest request, InferenceProtocol protocol,
         IReadOnlyDictionary<string, string> headers, CancellationToken cancellationToken)
     {
         ModelManager.EnsureServing(model);
         if (OipMetadata.Described(model) is var (_, known) && request.Outputs?.FirstOrDefault(o => !known.Any(k => k.Name == o.Name)) is { } unknown)
             throw new BadRequestException($"the model has no output '{unknown.Name}'; it has {string.Join(", ", known.Select(k => k.Name))}");
-        var results = await PredictAllAsync(models, model, Split(request, headers), protocol, cancellationToken);
+        var results = await PredictAllAsync(models, model, requestedVersion, Split(request, headers), protocol, cancellationToken);
         return new OipResponse(model.Name, model.Version, request.Id, Stack(results, request.Outputs));
     }
 
@@ -42,7 +42,7 @@ internal static class OipInference
     /// The instances of one protocol request (OIP v2's batch, KServe v1's instances), each one job through the model's
     /// queue. The first failure is the answer: the other instances are cancelled (their jobs leave the queue).
     /// </summary>
-    public static async Task<JobResult[]> PredictAllAsync(ModelManager models, Model model, IReadOnlyList<InferenceRequest> instances,
+    public static async Task<JobResult[]> PredictAllAsync(ModelManager models, Model model, string? requestedVersion, IReadOnlyList<InferenceRequest> instances,
         InferenceProtocol protocol, CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -51,7 +51,7 @@ internal static class OipInference
         {
             try
             {
-                var result = await models.PredictAsync(model, instance, protocol, stop.Token);
+                var result = await models.PredictAsync(model, requestedVersion, instance, protocol, stop.Token);
                 if (result.StatusCode >= 400) Fail(PredictionFailedException.From(result));
                 return result;
             }

@@ -34,6 +34,9 @@ internal sealed class Job : IDisposable
     public long EnqueuedAt { get; }
     public CancellationToken CancellationToken { get; }
 
+    /// <summary>The request metrics' model_version: the version the request named, or "default" (TorchServe's labels).</summary>
+    public string VersionLabel { get; init; } = "default";
+
     public Task<JobResult> Completion => _completion.Task;
     public bool IsCompleted => _completion.Task.IsCompleted;
 

@@ -248,12 +248,17 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
 
     /// <summary>
     /// Queues one prediction and waits for its answer. The token is the client's: when it fires, the job leaves the
-    /// queue (or, once every client of its batch has gone, the running batch is cancelled).
+    /// queue (or, once every client of its batch has gone, the running batch is cancelled). <paramref name="requestedVersion"/>
+    /// is the version the request named (null: none), which the request metrics print as TorchServe does.
     /// </summary>
-    public async Task<JobResult> PredictAsync(Model model, InferenceRequest request, InferenceProtocol protocol, CancellationToken cancellationToken)
+    public async Task<JobResult> PredictAsync(Model model, string? requestedVersion, InferenceRequest request, InferenceProtocol protocol, CancellationToken cancellationToken)
     {
+        // TorchServe counts a prediction when it arrives for a known model, before it is queued; its model_version
+        // label is the version the request named, or "default".
+        var versionLabel = string.IsNullOrEmpty(requestedVersion) ? "default" : requestedVersion;
+        metrics.InferenceReceived(model.Name, versionLabel, protocol);
         EnsureServing(model);
-        using var job = new Job(request, protocol, time.GetTimestamp(), cancellationToken);
+        using var job = new Job(request, protocol, time.GetTimestamp(), cancellationToken) { VersionLabel = versionLabel };
         if (!model.Aggregator.TryAdmit(job))
         {
             if (model.State is ModelState.Draining or ModelState.Unloaded) EnsureServing(model);

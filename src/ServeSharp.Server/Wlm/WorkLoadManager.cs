@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Logging;
 using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Workers;
 
@@ -115,6 +116,9 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
         int planned;
         lock (_gate) planned = _models.Sum(m => m == model ? Math.Max(m.Settings.MinWorkers, 1) : m.Settings.MinWorkers);
         var logger = loggers.CreateLogger($"ServeSharp.Model.{model.Name}");
+        // What the handler logs, and what a worker process prints, is the model log (TorchServe's MODEL_LOG); what the
+        // server says about the worker stays in the server's log.
+        var modelLog = loggers.CreateLogger(LogFiles.ModelLog);
         var context = HandlerContexts.For(model.Archive, new SystemProperties
         {
             BatchSize = settings.BatchSize,
@@ -122,10 +126,10 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
             GpuId = gpu,
             IntraOpThreads = ThreadPlanner.IntraOpThreads(Environment.ProcessorCount, planned, model.Archive.Config.Handler.GetInt("intra_op_threads")),
             InterOpThreads = 1,
-        }, logger, model.Name, model.Version);
+        }, modelLog, model.Name, model.Version);
         var id = WorkerThread.NextId();
         IWorkerBackend backend = settings.Isolation == WorkerIsolation.Process
-            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", folders.WorkerSockets, model.HandlerOverride, resolver.CompiledCache, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger)
+            ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", folders.WorkerSockets, model.HandlerOverride, resolver.CompiledCache, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger, modelLog)
             : new InProcessBackend(model.Factory);
         var worker = new WorkerThread(id, model, backend, context, metrics, time, logger)
         {

@@ -229,9 +229,9 @@ internal sealed partial class WorkerThread
             {
                 var job = jobs[i];
                 if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)) && !job.IsDescribe)
-                    _metrics.InferenceCompleted(_model.Name, _model.Version, job.Protocol, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
+                    _metrics.InferenceCompleted(_model.Name, job.VersionLabel, job.Protocol, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
             }
-            _metrics.BatchHandled(_model.Name, handlerTime, _time.GetElapsedTime(answered));
+            _metrics.BatchHandled(_model.Name, handlerTime, _time.GetElapsedTime(answered), requests);
         }
         catch (OperationCanceledException) when (batch.Token.IsCancellationRequested)
         {

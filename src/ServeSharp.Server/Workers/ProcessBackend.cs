@@ -20,7 +20,8 @@ internal sealed record ProcessWorkerOptions(string WorkerName, string SocketFold
 /// exit (the socket closes), heartbeats (a reader thread in the worker answers pings even while the handler computes)
 /// and, if set, resident memory against maxWorkerMemoryMB.
 /// </summary>
-internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeProvider time, ILogger logger) : IWorkerBackend
+/// <param name="output">Where the process's stdout and stderr lines go: the model log (TorchServe's MODEL_LOG).</param>
+internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeProvider time, ILogger logger, ILogger output) : IWorkerBackend
 {
     public static TimeSpan HeartbeatInterval { get; } = TimeSpan.FromSeconds(2);
     public static TimeSpan HeartbeatTimeout { get; } = TimeSpan.FromSeconds(20);
@@ -140,13 +141,13 @@ internal sealed partial class ProcessBackend(ProcessWorkerOptions options, TimeP
         _process = new Process { StartInfo = WorkerProcessLauncher.StartInfo(_socketPath!, modelDirectory, options.WorkerUser) };
         _process.Start();
         ProcessId = _process.Id;
-        _ = CappedLines.ReadAsync(_process.StandardOutput.BaseStream, line => LogOutput(logger, options.WorkerName, line));
+        _ = CappedLines.ReadAsync(_process.StandardOutput.BaseStream, line => LogOutput(output, options.WorkerName, line));
         _stderrClosed = CappedLines.ReadAsync(_process.StandardError.BaseStream, line =>
         {
             if (_fatalLine is null && (line.StartsWith("Stack overflow", StringComparison.Ordinal) || line.StartsWith("Unhandled exception", StringComparison.Ordinal)
                 || line.StartsWith("Fatal error", StringComparison.Ordinal) || line.StartsWith("Out of memory", StringComparison.Ordinal)))
                 _fatalLine = line.Trim();
-            LogError(logger, options.WorkerName, line);
+            LogError(output, options.WorkerName, line);
         });
         _process.StandardInput.WriteLine(token);
         _process.StandardInput.Close();

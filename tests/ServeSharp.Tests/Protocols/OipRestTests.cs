@@ -248,7 +248,7 @@ public sealed class OipRestTests(ProtocolStoreFixture store)
         using var metrics = server.Metrics;
         var text = await metrics.GetStringAsync("/metrics?name[]=ts_inference_requests_total");
         foreach (var protocol in (string[])["torchserve_rest", "oip_v2_rest", "kserve_v1"])
-            Assert.Matches($$"""ts_inference_requests_total\{model_name="seg",model_version="1.0",hostname="[^"]+",protocol="{{protocol}}"\} 1\b""", text);
+            Assert.Matches($$"""ts_inference_requests_total\{model_name="seg",model_version="default",hostname="[^"]+",protocol="{{protocol}}"\} 1\b""", text);
     }
 
     private Task<InProcessServer> StartAsync(string properties = "") =>

@@ -29,7 +29,7 @@ public sealed class StartupTests(ModelStoreFixture store)
         await server.WaitHealthyAsync();
         using var inference = server.Inference;
         Assert.Equal(HttpStatusCode.OK, (await inference.PostAsync("/predictions/probe", new StringContent("x"))).StatusCode);
-        Assert.Contains("Failed to load model nothere.mar", server.Log());
+        Assert.Contains("Failed to load model nothere.mar", server.LogFile("ts_log.log"));
 
         var (code, output) = Repo.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "servesharp.dll"), "--start", "--ts-config", "config.properties"], dir, 60,
             new Dictionary<string, string> { ["SERVESHARP_PID_FILE"] = Path.Combine(dir, "servesharp.pid") });

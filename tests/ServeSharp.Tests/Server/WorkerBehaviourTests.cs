@@ -104,8 +104,8 @@ public sealed class WorkerBehaviourTests(ModelStoreFixture store) : IAsyncLifeti
 
         using var metrics = _server.Metrics;
         var text = await metrics.GetStringAsync("/metrics");
-        Assert.Matches("""ts_inference_requests_total\{model_name="linear",model_version="1.0",hostname="[^"]+",protocol="torchserve_rest"\} 5\b""", text);
-        Assert.Matches("""ts_inference_latency_microseconds\{model_name="linear",model_version="1.0",hostname="[^"]+",protocol="torchserve_rest"\} [0-9.e+]+""", text);
+        Assert.Matches("""ts_inference_requests_total\{model_name="linear",model_version="default",hostname="[^"]+",protocol="torchserve_rest"\} 5\b""", text);
+        Assert.Matches("""ts_inference_latency_microseconds\{model_name="linear",model_version="default",hostname="[^"]+",protocol="torchserve_rest"\} [0-9.e+]+""", text);
         Assert.Contains("ts_queue_latency_microseconds{model_name=\"linear\"", text);
         Assert.Contains("Requests2XX{Level=\"Host\"", text);
         Assert.Contains("HandlerTime{ModelName=\"linear\"", text);

@@ -4,6 +4,7 @@ using ServeSharp.Sdk;
 using ServeSharp.Server;
 using ServeSharp.Server.Configuration;
 using ServeSharp.Server.Http;
+using ServeSharp.Server.Logging;
 using ServeSharp.Server.Wlm;
 
 namespace ServeSharp.Tests.Support;
@@ -17,10 +18,14 @@ internal sealed class InProcessServer : IAsyncDisposable
 {
     private readonly TempDir _dir = new();
     private ServerHost _host = null!;
-
-    public static readonly ILoggerFactory Loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Warning));
+    private LogFiles _logFiles = null!;
+    private ILoggerFactory _loggers = null!;
+    private bool _ownsLoggers;
 
     public string Directory => _dir.Path;
+
+    /// <summary>Where this server's TorchServe log files go (its LOG_LOCATION and METRICS_LOCATION).</summary>
+    public string LogDirectory => Path.Combine(Directory, "logs");
     public Uri InferenceUrl { get; private set; } = null!;
     public Uri ManagementUrl { get; private set; } = null!;
     public Uri MetricsUrl { get; private set; } = null!;
@@ -56,10 +61,25 @@ internal sealed class InProcessServer : IAsyncDisposable
             Config = ServerConfig.From(values),
             Models = models ?? [],
             NoConfigSnapshot = false, // a fresh folder: nothing to restore, and the snapshots written can be read
-            LogDirectory = Path.Combine(server.Directory, "logs"),
+            LogDirectory = server.LogDirectory,
             KeyFile = Path.Combine(server.Directory, "key_file.json"),
         };
-        server._host = await ServerHost.StartAsync(options, loggers ?? Loggers, CancellationToken.None, time, handlers, cudaProblem);
+        // The server's own log files, as servesharp's Program wires them (without the console).
+        server._logFiles = new LogFiles(new LogFileOptions { Directory = server.LogDirectory, MetricsDirectory = server.LogDirectory });
+        // A test that reads the server's log messages passes loggers of its own (then the log files stay empty).
+        server._ownsLoggers = loggers is null;
+        server._loggers = loggers ?? LoggerFactory.Create(b => b.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddProvider(server._logFiles));
+        try
+        {
+            server._host = await ServerHost.StartAsync(options, server._loggers, CancellationToken.None, time, handlers, cudaProblem);
+        }
+        catch
+        {
+            if (server._ownsLoggers) server._loggers.Dispose();
+            server._logFiles.Dispose();
+            server._dir.Dispose();
+            throw;
+        }
         server.InferenceUrl = server._host.AddressOf(Api.Inference);
         server.ManagementUrl = server._host.AddressOf(Api.Management);
         server.MetricsUrl = server._host.AddressOf(Api.Metrics);
@@ -95,6 +115,30 @@ internal sealed class InProcessServer : IAsyncDisposable
         _stopped = true;
         await _host.StopAsync();
         await _host.DisposeAsync();
+        if (_ownsLoggers) _loggers.Dispose();
+        _logFiles.Dispose();
+    }
+
+    /// <summary>The whole of one of this server's log files (empty when nothing was written to it).</summary>
+    public string LogFile(string name)
+    {
+        var file = Path.Combine(LogDirectory, name);
+        if (!File.Exists(file)) return "";
+        using var reader = new StreamReader(new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>Polls a log file until <paramref name="holds"/> is true of it (bounded: log lines follow the response).</summary>
+    public async Task<string> WaitForLogAsync(string name, Func<string, bool> holds)
+    {
+        for (var i = 0; i < 400; i++)
+        {
+            var text = LogFile(name);
+            if (holds(text)) return text;
+            await Task.Delay(25);
+        }
+        Assert.Fail($"{name} never held what the test waited for; it has:\n{LogFile(name)}");
+        return "";
     }
 
     public async ValueTask DisposeAsync()

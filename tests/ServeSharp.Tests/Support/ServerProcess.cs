@@ -61,7 +61,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the server again on the same ports and folder (for snapshot restore).</summary>
-    public void Restart(string[] args) => Launch(args, expectSuccess: true);
+    public void Restart(string[] args, bool expectSuccess = true) => Launch(args, expectSuccess);
 
     private void Launch(string[] args, bool expectSuccess)
     {
@@ -94,11 +94,21 @@ internal sealed class ServerProcess : IAsyncDisposable
         return (int.Parse(output[(cut + 1)..].Trim()), output[..cut]);
     }
 
-    public string Log()
+    /// <summary>The end of the server's ts_log.log (without the access and metric lines it also holds), and its raw
+    /// console output if it printed any (a crash).</summary>
+    public string Log() => Tail("ts_log.log") + Tail("servesharp.out");
+
+    /// <summary>The whole of one of the server's log files (empty when it was never written).</summary>
+    public string LogFile(string name)
     {
-        var file = Path.Combine(Directory, "logs", "servesharp.log");
-        return File.Exists(file) ? string.Join('\n', File.ReadLines(file).TakeLast(40)) : "(no log)";
+        var file = Path.Combine(Directory, "logs", name);
+        if (!File.Exists(file)) return "";
+        using var reader = new StreamReader(new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+        return reader.ReadToEnd();
     }
+
+    private string Tail(string name) => string.Join('\n', LogFile(name).Split('\n')
+        .Where(l => !l.Contains(" ACCESS_LOG - ", StringComparison.Ordinal) && !l.Contains("_METRICS - ", StringComparison.Ordinal)).TakeLast(40));
 
     /// <summary>Polls /ping until it says Healthy (workers load in the background after start).</summary>
     public async Task WaitHealthyAsync(TimeSpan? timeout = null)
