@@ -98,8 +98,15 @@ using var loggers = LoggerFactory.Create(b => b
     }));
 var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 using var stopping = new CancellationTokenSource(); // a signal during start-up cancels the start
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
+using var now = new CancellationTokenSource(); // a second signal ends the drain: in-flight requests are aborted
+void OnSignal(PosixSignalContext signal)
+{
+    signal.Cancel = true;
+    if (!stop.TrySetResult()) now.Cancel();
+    stopping.Cancel();
+}
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
 
 Daemon.WritePid(pidFile, identity);
 try
@@ -112,7 +119,7 @@ try
         LogDirectory = logDirectory,
     }, loggers, stopping.Token);
     await stop.Task;
-    await host.StopAsync();
+    await host.StopAsync(now.Token);
     return 0;
 }
 catch (OperationCanceledException) when (stopping.IsCancellationRequested)

@@ -10,8 +10,9 @@ internal static class InferenceApi
     [
         new(Api.Inference, "GET", "/ping", http =>
         {
+            // TorchServe's 500 for an unhealthy model; 503 while stopping, which probes and load balancers read as "not now".
             var healthy = models.IsHealthy();
-            return Respond.Status(http, healthy ? 200 : 500, healthy ? "Healthy" : "Unhealthy");
+            return Respond.Status(http, healthy ? 200 : models.Stopping ? 503 : 500, healthy ? "Healthy" : "Unhealthy");
         }, Open: true),
         new(Api.Inference, "POST", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config)),
         new(Api.Inference, "PUT", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config)),

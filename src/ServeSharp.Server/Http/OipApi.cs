@@ -18,10 +18,10 @@ internal static class OipApi
         [
             Get("/v2", http => Respond.Json(http, 200, new OipServerMetadata(OipMetadata.ServerName, OipMetadata.ServerVersion, OipMetadata.Extensions), ApiJsonContext.Relaxed.OipServerMetadata)),
             Get("/v2/health/live", http => Respond.Json(http, 200, new KServeLive(true), ApiJsonContext.Relaxed.KServeLive), open: true),
-            // The protocol answers readiness by status: 200 for true, 4xx for false.
+            // The protocol answers readiness by status: 200 for true, 4xx for false; 503 while the server stops.
             Get("/v2/health/ready", http => models.IsHealthy()
                 ? Respond.Json(http, 200, new KServeReady(true), ApiJsonContext.Relaxed.KServeReady)
-                : Respond.Json(http, 400, new KServeReady(false), ApiJsonContext.Relaxed.KServeReady), open: true),
+                : Respond.Json(http, models.Stopping ? 503 : 400, new KServeReady(false), ApiJsonContext.Relaxed.KServeReady), open: true),
             Get("/v2/models/{model}", http => MetadataAsync(http, models)),
             Get("/v2/models/{model}/versions/{version}", http => MetadataAsync(http, models)),
             Get("/v2/models/{model}/ready", http => ReadyAsync(http, models)),
