@@ -12,13 +12,14 @@ internal enum Api { None = 0, Inference = 1, Management = 2, Metrics = 4, GrpcIn
 internal enum ErrorForm { TorchServe, KServe }
 
 /// <summary>
-/// One endpoint of an API: the listener that may serve it is decided by <see cref="Api"/>; a KServe protocol route
-/// (<see cref="ErrorForm.KServe"/>) of the inference API is also served on the KServe listener.
+/// One endpoint of an API: the listener that may serve it is decided by <see cref="Api"/>, and by <see cref="Also"/>
+/// for the inference API's routes that KServe's listener serves too (its protocols, and /ping for health checks).
 /// </summary>
-internal sealed record Route(Api Api, string Method, string Pattern, RequestDelegate Handler, bool Open = false, ErrorForm Errors = ErrorForm.TorchServe)
+internal sealed record Route(Api Api, string Method, string Pattern, RequestDelegate Handler, bool Open = false, ErrorForm Errors = ErrorForm.TorchServe,
+    Api Also = Api.None)
 {
     /// <summary>Whether a listener serving <paramref name="apis"/> serves this route.</summary>
-    public bool ServedOn(Api apis) => apis.HasFlag(Api) || (Api == Api.Inference && Errors == ErrorForm.KServe && apis.HasFlag(Api.KServe));
+    public bool ServedOn(Api apis) => apis.HasFlag(Api) || (apis & Also) != Api.None;
 }
 
 /// <summary>Endpoint metadata: which API a matched route belongs to, whether it needs no token, and its error form.</summary>

@@ -44,10 +44,10 @@ public sealed class KServeListenerTests(GateStoreFixture store)
             Assert.Equal("7", answer.GetProperty("id").GetString());
             Assert.Equal("output", answer.GetProperty("outputs")[0].GetProperty("name").GetString());
         }
-        // Only KServe's protocols on KServe's port: TorchServe's routes answer on theirs.
+        // Only KServe's protocols (and /ping) on KServe's port: TorchServe's routes answer on theirs.
         Assert.Equal(HttpStatusCode.NotFound, (await k.PostAsync("/predictions/gate", new StringContent("x"))).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await k.GetAsync("/models")).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await k.GetAsync("/ping")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await k.GetAsync("/ping")).StatusCode); // the image's HEALTHCHECK asks 8080 in every layout
         using var ts = server.Inference;
         Assert.Equal(HttpStatusCode.OK, (await ts.PostAsync("/predictions/gate", new StringContent("x"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await ts.GetAsync("/models/gate")).StatusCode);
