@@ -104,8 +104,15 @@ using var loggers = LoggerFactory.Create(b => b
     .AddProvider(logFiles));
 var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 using var stopping = new CancellationTokenSource(); // a signal during start-up cancels the start
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); stopping.Cancel(); });
+using var now = new CancellationTokenSource(); // a second signal ends the drain: in-flight requests are aborted
+void OnSignal(PosixSignalContext signal)
+{
+    signal.Cancel = true;
+    if (!stop.TrySetResult()) now.Cancel();
+    stopping.Cancel();
+}
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
 
 Daemon.WritePid(pidFile, identity);
 try
@@ -118,7 +125,7 @@ try
         LogDirectory = logs.Directory,
     }, loggers, stopping.Token);
     await stop.Task;
-    await host.StopAsync();
+    await host.StopAsync(now.Token);
     return 0;
 }
 catch (OperationCanceledException) when (stopping.IsCancellationRequested)

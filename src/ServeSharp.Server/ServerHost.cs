@@ -16,20 +16,26 @@ namespace ServeSharp.Server;
 /// <summary>
 /// The running server: one generic host holding the model manager and its worker pools (hosted services), and one
 /// Kestrel with a listener per distinct address serving the inference, management and metrics APIs over REST, and
-/// TorchServe's gRPC inference and management APIs on HTTP/2 listeners of their own. Stopping
-/// lets in-flight requests finish, then drains the models.
+/// TorchServe's gRPC inference and management APIs on HTTP/2 listeners of their own, and KServe's v1/v2 on a listener
+/// of its own when the server runs under KServe. Stopping drains (<see cref="ServerDrain"/>): readiness goes false, new
+/// requests are refused, in-flight ones finish within shutdown_grace_period; then the listeners close, the models
+/// drain and the last snapshot is written.
 /// </summary>
 internal sealed partial class ServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly Dictionary<Api, ListenOptions> _listeners;
     private readonly HashSet<Api> _tls;
+    private readonly ServerDrain _drain;
+    private readonly TimeSpan _grace;
 
-    private ServerHost(WebApplication app, Dictionary<Api, ListenOptions> listeners, HashSet<Api> tls)
+    private ServerHost(WebApplication app, Dictionary<Api, ListenOptions> listeners, HashSet<Api> tls, TimeSpan grace)
     {
         _app = app;
         _listeners = listeners;
         _tls = tls;
+        _drain = app.Services.GetRequiredService<ServerDrain>();
+        _grace = grace;
     }
 
     /// <summary>The address an API really listens on (the bound port when the configuration said 0).</summary>
@@ -64,6 +70,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(options);
         s.AddSingleton(time ?? TimeProvider.System);
         s.AddSingleton<ServerMetrics>();
+        s.AddSingleton<ServerDrain>();
         // Archive downloads: ModelSource follows redirects itself, checking every hop against allowed_urls.
         s.AddSingleton(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }) { Timeout = TimeSpan.FromMinutes(10) });
         s.AddSingleton<ModelSource>();
@@ -89,7 +96,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         GrpcApis.AddServices(s, config);
 
         var listeners = new Dictionary<Api, ListenOptions>();
-        var plan = ListenerPlan(config).ToList();
+        var plan = ListenerPlan(config);
         var tls = plan.Any(l => l.Address.Scheme == "https") || config.EnableGrpcSsl ? TlsCertificate.Load(config) : null;
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -104,6 +111,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         app.Use(ApiPipeline.SelectApi);
         app.UseRouting();
         app.Use(next => ApiPipeline.Authorize(app.Services.GetRequiredService<TokenAuthorization>(), next));
+        app.Use(next => ApiPipeline.Admit(app.Services.GetRequiredService<ServerDrain>(), next));
         var models = app.Services.GetRequiredService<ModelManager>();
         ApiPipeline.Map(app, plan.Select(l => l.Apis), [
             .. app.Services.GetRequiredService<TokenAuthorization>().Routes(),
@@ -124,19 +132,42 @@ internal sealed partial class ServerHost : IAsyncDisposable
         LogGpus(logger, gpus.Count, gpus.How, gpus.Count == 0 ? "not needed" : OrtSessionFactory.CudaUnavailableReason ?? "usable");
 
         await app.StartAsync(cancellationToken);
-        var host = new ServerHost(app, listeners, [.. plan.Where(l => l.Address.Scheme == "https" || (config.EnableGrpcSsl && IsGrpc(l.Apis))).Select(l => l.Apis)]);
+        var host = new ServerHost(app, listeners, [.. plan.Where(l => l.Address.Scheme == "https" || (config.EnableGrpcSsl && IsGrpc(l.Apis))).Select(l => l.Apis)],
+            TimeSpan.FromSeconds(config.ShutdownGracePeriod));
         Uri inference = host.AddressOf(Api.Inference), management = host.AddressOf(Api.Management), metrics = host.AddressOf(Api.Metrics);
         LogListening(logger, inference, management, metrics);
         Uri grpcInference = host.AddressOf(Api.GrpcInference), grpcManagement = host.AddressOf(Api.GrpcManagement);
         LogGrpcListening(logger, grpcInference, grpcManagement);
+        if (config.KServeAddress is not null)
+        {
+            var kserve = host.AddressOf(Api.KServe);
+            LogKServeListening(logger, kserve, config.ServiceEnvelope ?? "none");
+        }
         return host;
     }
 
-    /// <summary>Stops listening (in-flight requests finish), then drains every model, then writes the last snapshot.</summary>
-    public async Task StopAsync()
+    /// <summary>
+    /// Drains, then stops: readiness goes false and new requests are refused while the admitted ones finish, for up to
+    /// shutdown_grace_period (or until <paramref name="now"/> fires: a second signal); what still runs then is aborted.
+    /// Then the listeners close, every model drains, and the last snapshot is written.
+    /// </summary>
+    public async Task StopAsync(CancellationToken now = default)
     {
         var logger = _app.Services.GetRequiredService<ILogger<ServerHost>>();
-        LogStopping(logger);
+        _drain.Begin();
+        LogStopping(logger, _drain.InFlight, _grace.TotalSeconds);
+        using (var grace = CancellationTokenSource.CreateLinkedTokenSource(now))
+        {
+            grace.CancelAfter(_grace);
+            try
+            {
+                await _drain.WhenIdleAsync(grace.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                LogGraceOver(logger, _drain.AbortAll());
+            }
+        }
         await _app.StopAsync(CancellationToken.None);
         _app.Services.GetRequiredService<TokenAuthorization>().RemoveKeyFile();
     }
@@ -149,15 +180,43 @@ internal sealed partial class ServerHost : IAsyncDisposable
 
     // Equal addresses share one listener serving both APIs (as KServe's configurations put them); port 0 asks for a
     // fresh port each time, so it is never equal. REST and gRPC never share one: gRPC's listeners speak HTTP/2 only.
-    private static IEnumerable<(Uri Address, Api Apis)> ListenerPlan(ServerConfig config) =>
-        new[]
+    private static List<(Uri Address, Api Apis)> ListenerPlan(ServerConfig config)
+    {
+        var wanted = new List<(Uri, Api)>
         {
             (config.InferenceAddress, Api.Inference), (config.ManagementAddress, Api.Management), (config.MetricsAddress, Api.Metrics),
             (GrpcAddress(config.GrpcInference), Api.GrpcInference), (GrpcAddress(config.GrpcManagement), Api.GrpcManagement),
-        }
+        };
+        if (config.KServeAddress is { } kserve) wanted.Add((kserve, Api.KServe));
+        var plan = wanted
             .GroupBy(l => (l.Item1.Host, l.Item1.Port, Grpc: IsGrpc(l.Item2), Fresh: l.Item1.Port == 0 ? l.Item2 : Api.None))
             .Select(g => g.Select(l => l.Item1.Scheme).Distinct().Count() == 1 ? (g.First().Item1, g.Aggregate(Api.None, (all, l) => all | l.Item2))
-                : throw new FormatException($"config.properties: {string.Join(" and ", g.Select(l => l.Item1))} share a port but not the scheme: one listener is either http or https"));
+                : throw new FormatException($"config.properties: {string.Join(" and ", g.Select(l => l.Item1))} share a port but not the scheme: one listener is either http or https"))
+            .ToList();
+        // 0.0.0.0:8080 and 127.0.0.1:8080 cannot both be bound: say which settings collide before Kestrel fails to bind.
+        foreach (var (a, b) in plan.SelectMany((x, i) => plan.Skip(i + 1).Select(y => (x, y))))
+        {
+            if (a.Item1.Port != 0 && a.Item1.Port == b.Item1.Port && (IsWildcard(a.Item1) || IsWildcard(b.Item1)))
+                throw new FormatException($"config.properties: {Describe(a)} and {Describe(b)} want the same port {a.Item1.Port} on overlapping interfaces; "
+                    + "give them the same address (one shared listener) or different ports (KServe's config.properties puts TorchServe's APIs on 8085 and leaves 8080 to KServe)");
+        }
+        return plan;
+    }
+
+    private static bool IsWildcard(Uri address) => address.Host.Trim('[', ']') is "0.0.0.0" or "*" or "+" or "::";
+
+    private static string Describe((Uri Address, Api Apis) listener) =>
+        $"{string.Join(" and ", Enum.GetValues<Api>().Where(a => a != Api.None && listener.Apis.HasFlag(a)).Select(KeyOf))} {listener.Address}";
+
+    private static string KeyOf(Api api) => api switch
+    {
+        Api.Inference => "inference_address",
+        Api.Management => "management_address",
+        Api.Metrics => "metrics_address",
+        Api.GrpcInference => "grpc_inference_address/port",
+        Api.GrpcManagement => "grpc_management_address/port",
+        _ => "kserve_address (KServe's v1/v2; on with TS_SERVICE_ENVELOPE)",
+    };
 
     private static bool IsGrpc(Api apis) => (apis & (Api.GrpcInference | Api.GrpcManagement)) != Api.None;
 
@@ -211,6 +270,12 @@ internal sealed partial class ServerHost : IAsyncDisposable
     [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "gRPC inference API on {Inference}, gRPC management API on {Management}")]
     private static partial void LogGrpcListening(ILogger logger, Uri inference, Uri management);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Stopping: finishing in-flight requests, then the workers")]
-    private static partial void LogStopping(ILogger logger);
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Stopping: readiness is false and new requests are refused; {InFlight} in-flight requests have {Grace} s to finish, then the workers drain")]
+    private static partial void LogStopping(ILogger logger, int inFlight, double grace);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Stopping: shutdown_grace_period is over (or a second signal came); {Aborted} requests still in flight were aborted")]
+    private static partial void LogGraceOver(ILogger logger, int aborted);
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Information, Message = "KServe v1 and Open Inference Protocol v2 on {Address} (service envelope: {Envelope})")]
+    private static partial void LogKServeListening(ILogger logger, Uri address, string envelope);
 }

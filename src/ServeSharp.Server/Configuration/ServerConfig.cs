@@ -77,6 +77,26 @@ internal sealed record ServerConfig
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, ModelSettings>> Models { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, ModelSettings>>();
 
+    /// <summary>
+    /// service_envelope (TS_SERVICE_ENVELOPE, as KServe's TorchServe runtime sets it): "kserve" or "kservev2" says the
+    /// server runs under KServe. Both open <see cref="KServeAddress"/>, which serves KServe v1 and OIP v2 alike.
+    /// </summary>
+    public string? ServiceEnvelope { get; init; }
+
+    /// <summary>
+    /// kserve_address: where KServe's v1 and OIP v2 REST protocols are served besides the inference API's listener
+    /// (KServe routes them to container port 8080, where TorchServe's image runs its Python wrapper). Defaults to
+    /// http://0.0.0.0:8080 when a service envelope is set; null (off) otherwise.
+    /// </summary>
+    public Uri? KServeAddress { get; init; }
+
+    /// <summary>KServe's container port for v1/v2 traffic, on every interface (the pod's IP is what KServe routes to).</summary>
+    public static readonly Uri DefaultKServeAddress = new("http://0.0.0.0:8080");
+
+    /// <summary>shutdown_grace_period: seconds a stop waits for in-flight requests before it cancels them (under
+    /// Kubernetes' default 30 s terminationGracePeriodSeconds, so the models drain and the snapshot is written in time).</summary>
+    public int ShutdownGracePeriod { get; init; } = 20;
+
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
     /// <summary>
@@ -84,6 +104,9 @@ internal sealed record ServerConfig
     /// TorchServe's do, and <c>model_snapshot</c> (a TorchServe snapshot used as the config file) restores its models.
     /// </summary>
     public IReadOnlyDictionary<string, string> Properties { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>What TS_SERVICE_ENVELOPE's values mean here; TorchServe's "json" and "body" envelopes are not supported.</summary>
+    public static readonly IReadOnlyList<string> ServiceEnvelopes = ["kserve", "kservev2"];
 
     // TorchServe keys with no meaning here (Java/Netty/Python tuning, workflows, plugins): each is logged once at start
     // as ignored, never dropped silently.
@@ -119,8 +142,22 @@ internal sealed record ServerConfig
             }
         }
 
+        // KServe sets TS_SERVICE_ENVELOPE on every TorchServe pod; it is honoured even without enable_envvars_config,
+        // which KServe users' config.properties may lack (with it, it already came in above).
+        if (!values.ContainsKey("service_envelope") && environment?.GetValueOrDefault("TS_SERVICE_ENVELOPE") is { Length: > 0 } envelopeVariable)
+            values["service_envelope"] = envelopeVariable;
+        var envelope = Envelope(values.GetValueOrDefault("service_envelope"));
+
         var warnings = new List<string>();
         var defaults = new ServerConfig();
+        // Under KServe, clients never carry TorchServe's keys (KServe's own wrapper sends none: pytorch/serve#3301):
+        // token authorization is off unless disable_token_authorization is given somewhere.
+        var tokenDefault = false;
+        if (envelope is not null && !values.ContainsKey("disable_token_authorization"))
+        {
+            tokenDefault = true;
+            warnings.Add($"service_envelope {envelope} (KServe): token authorization is off, as KServe's clients send no TorchServe keys; set disable_token_authorization=false to keep it on");
+        }
         var config = new ServerConfig
         {
             InferenceAddress = Address(values, "inference_address", defaults.InferenceAddress),
@@ -158,12 +195,15 @@ internal sealed record ServerConfig
             DefaultWorkerIsolation = Isolation(values.GetValueOrDefault("default_worker_isolation")),
             WorkerUser = values.GetValueOrDefault("worker_user") is { Length: > 0 } user ? user : null,
             AllowedUrls = values.TryGetValue("allowed_urls", out var urls) ? List(urls) : defaults.AllowedUrls,
-            DisableTokenAuthorization = Bool(values, "disable_token_authorization") ?? false,
+            DisableTokenAuthorization = Bool(values, "disable_token_authorization") ?? tokenDefault,
             EnableModelApi = Bool(values, "enable_model_api") ?? false,
             EnablePlayground = Bool(values, "enable_playground") ?? false,
             EnableEnvVarsConfig = Bool(values, "enable_envvars_config") ?? false,
             MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
             Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
+            ServiceEnvelope = envelope,
+            KServeAddress = values.ContainsKey("kserve_address") || envelope is not null ? Address(values, "kserve_address", DefaultKServeAddress) : null,
+            ShutdownGracePeriod = Int(values, "shutdown_grace_period") ?? defaults.ShutdownGracePeriod,
             Warnings = warnings,
             Properties = values,
         };
@@ -179,6 +219,7 @@ internal sealed record ServerConfig
         if (!config.KeystoreType.Equals("PKCS12", StringComparison.OrdinalIgnoreCase))
             throw new FormatException($"config.properties: keystore_type '{config.KeystoreType}' is not supported: convert the keystore to PKCS12 (keytool -importkeystore -deststoretype PKCS12) or give certificate_file and private_key_file (PEM)");
         if (config.MetricTimeInterval < 1) throw new FormatException("config.properties: metric_time_interval must be at least 1 second");
+        if (config.ShutdownGracePeriod < 0) throw new FormatException("config.properties: shutdown_grace_period must be 0 or more seconds");
         if (config.JobQueueSize < 1) throw new FormatException("config.properties: job_queue_size must be at least 1");
         if (config.EnableGrpcSsl && !TlsCertificate.Configured(config))
             throw new FormatException("config.properties: enable_grpc_ssl=true needs certificate_file and private_key_file (PEM), or keystore and keystore_pass (PKCS12)");
@@ -195,7 +236,7 @@ internal sealed record ServerConfig
         "default_worker_isolation", "worker_user", "grpc_inference_address", "grpc_inference_port",
         "grpc_management_address", "grpc_management_port", "enable_grpc_ssl", "certificate_file", "private_key_file",
         "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
-        "token_expiration_min",
+        "token_expiration_min", "service_envelope", "kserve_address", "shutdown_grace_period",
         "enable_playground",
         "model_snapshot",
     ];
@@ -216,6 +257,13 @@ internal sealed record ServerConfig
             "prometheus" => Metrics.MetricsMode.Prometheus,
             _ => throw new FormatException($"config.properties: metrics_mode '{text}' is not log or prometheus (TorchServe's modes)"),
         };
+    private static string? Envelope(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var envelope = text.Trim().ToLowerInvariant();
+        return ServiceEnvelopes.Contains(envelope) ? envelope
+            : throw new FormatException($"config.properties: service_envelope '{text}' is not supported: ServeSharp serves KServe's protocols natively with 'kserve' (v1) or 'kservev2' (OIP v2); TorchServe's 'json' and 'body' envelopes are not implemented");
+    }
 
     private static string? Isolation(string? text)
     {

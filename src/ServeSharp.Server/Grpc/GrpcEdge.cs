@@ -11,9 +11,10 @@ namespace ServeSharp.Server.Grpc;
 /// <summary>
 /// Every gRPC call passes here: the token (TorchServe's gRPC interceptor: <c>authorization: Bearer &lt;key&gt;</c>
 /// metadata, the management key for the management service and the inference key for the rest, PERMISSION_DENIED
-/// otherwise), then the call, whose exceptions become statuses through <see cref="GrpcErrors"/>.
+/// otherwise), then the call, whose exceptions become statuses through <see cref="GrpcErrors"/>. While the server stops,
+/// inference calls other than the health checks are refused with UNAVAILABLE, and the ones admitted before are waited for.
 /// </summary>
-internal sealed partial class GrpcEdge(TokenAuthorization auth, ILoggerFactory loggers) : Interceptor
+internal sealed partial class GrpcEdge(TokenAuthorization auth, ServerDrain drain, ILoggerFactory loggers) : Interceptor
 {
     private readonly ILogger _logger = loggers.CreateLogger("ServeSharp.Grpc");
 
@@ -50,6 +51,9 @@ internal sealed partial class GrpcEdge(TokenAuthorization auth, ILoggerFactory l
         var open = method is { Name: "Ping" } && method.ServiceName == InferenceAPIsService.Descriptor.FullName;
         if (!open && !auth.Allows(http, api))
             throw new RpcException(new Status(StatusCode.PermissionDenied, auth.RefusalMessage(api)));
+        var counted = api == Api.GrpcInference && !IsHealthCheck(method);
+        if (counted && !drain.TryEnter(http))
+            throw new RpcException(new Status(StatusCode.Unavailable, "ServeSharp is shutting down: this replica takes no new requests"));
         try
         {
             return await call();
@@ -60,7 +64,14 @@ internal sealed partial class GrpcEdge(TokenAuthorization auth, ILoggerFactory l
             LogFailed(_logger, method?.FullName ?? context.Method, e);
             throw new RpcException(new Status(StatusCode.Internal, "Internal server error: " + e.Message));
         }
+        finally
+        {
+            if (counted) drain.Leave(http);
+        }
     }
+
+    // TorchServe's Ping and the Open Inference Protocol's liveness and readiness: answered during a drain, never waited for.
+    private static bool IsHealthCheck(IMethod? method) => method is { Name: "Ping" or "ServerLive" or "ServerReady" or "ModelReady" };
 
     [LoggerMessage(EventId = 8001, Level = LogLevel.Error, Message = "gRPC call {Method} failed")]
     private static partial void LogFailed(ILogger logger, string method, Exception error);

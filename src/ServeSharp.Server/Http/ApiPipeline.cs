@@ -34,6 +34,35 @@ internal static class ApiPipeline
         return next(http);
     };
 
+    /// <summary>
+    /// Middleware after routing: while the server stops, the inference API's requests (every protocol's predictions and
+    /// model metadata) are refused with 503 and <c>Connection: close</c>; the ones admitted before are counted until
+    /// answered. Health, descriptions, management and metrics are neither refused nor waited for.
+    /// </summary>
+    public static RequestDelegate Admit(ServerDrain drain, RequestDelegate next) => async http =>
+    {
+        var tag = http.GetEndpoint()?.Metadata.GetMetadata<ApiTag>();
+        if (tag is not { Api: Api.Inference, Open: false } || HttpMethods.IsOptions(http.Request.Method))
+        {
+            await next(http);
+            return;
+        }
+        if (!drain.TryEnter(http))
+        {
+            http.Response.Headers.Connection = "close";
+            await Respond.Error(http, 503, "ServeSharp is shutting down: this replica takes no new requests", "ServiceUnavailableException");
+            return;
+        }
+        try
+        {
+            await next(http);
+        }
+        finally
+        {
+            drain.Leave(http);
+        }
+    };
+
     /// <summary>Maps every API's routes into the group of each listener set that serves it.</summary>
     public static void Map(IEndpointRouteBuilder app, IEnumerable<Api> listenerSets, IReadOnlyList<Route> routes)
     {
@@ -42,7 +71,7 @@ internal static class ApiPipeline
             var group = app.MapGroup(Prefix(set));
             var seen = new HashSet<(string, string)>();
             // With two APIs on one listener, a path both define (/api-description, OPTIONS /) goes to the first API listed.
-            foreach (var route in routes.Where(r => set.HasFlag(r.Api)).OrderBy(r => r.Api))
+            foreach (var route in routes.Where(r => r.ServedOn(set)).OrderBy(r => r.Api))
             {
                 if (!seen.Add((route.Method, route.Pattern))) continue;
                 group.MapMethods(route.Pattern, [route.Method], route.Handler).WithMetadata(new ApiTag(route.Api, route.Open, route.Errors));

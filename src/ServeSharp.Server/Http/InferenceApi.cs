@@ -10,9 +10,10 @@ internal static class InferenceApi
     [
         new(Api.Inference, "GET", "/ping", http =>
         {
+            // TorchServe's 500 for an unhealthy model; 503 while stopping, which probes and load balancers read as "not now".
             var healthy = models.IsHealthy();
-            return Respond.Status(http, healthy ? 200 : 500, healthy ? "Healthy" : "Unhealthy");
-        }, Open: true),
+            return Respond.Status(http, healthy ? 200 : models.Stopping ? 503 : 500, healthy ? "Healthy" : "Unhealthy");
+        }, Open: true, Also: Api.KServe), // on KServe's port too, so one health check fits every layout
         new(Api.Inference, "POST", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config)),
         new(Api.Inference, "PUT", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config)),
         new(Api.Inference, "GET", "/api-description", http => ApiDescription.WriteAsync(http, ApiDescription.Inference), Open: true),

@@ -7,7 +7,7 @@ using ServeSharp.Server.Wlm;
 namespace ServeSharp.Server.Http;
 
 /// <summary>
-/// KServe's v1 protocol on the inference API's listener: model list and readiness, and
+/// KServe's v1 protocol on the inference API's listener and KServe's (kserve_address): model list and readiness, and
 /// <c>:predict</c> with <c>{"instances": [...]}</c>, each instance one job through the model's queue (an image as a
 /// base64 string, or an object holding it as <c>data</c> or <c>b64</c>, as KServe's TorchServe examples send).
 /// The answer is <c>{"predictions": [...]}</c> in instance order. Errors are <c>{"error": "..."}</c>.
@@ -16,19 +16,19 @@ internal static class KServeV1Api
 {
     public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config) =>
     [
-        new(Api.Inference, "GET", "/v1/models", http => Respond.Json(http, 200, new KServeModels([.. models.ListDefaults().Select(m => m.Name)]), ApiJsonContext.Relaxed.KServeModels), Errors: ErrorForm.KServe),
+        new(Api.Inference, "GET", "/v1/models", http => Respond.Json(http, 200, new KServeModels([.. models.ListDefaults().Select(m => m.Name)]), ApiJsonContext.Relaxed.KServeModels), Errors: ErrorForm.KServe, Also: Api.KServe),
         new(Api.Inference, "GET", "/v1/models/{model}", http =>
         {
             var model = models.Get(http.RouteString("model")!, null);
             var ready = OipMetadata.IsReady(model);
             return Respond.Json(http, ready ? 200 : 503, new KServeModelReady(model.Name, ready), ApiJsonContext.Relaxed.KServeModelReady);
-        }, Errors: ErrorForm.KServe),
-        new(Api.Inference, "POST", "/v1/models/{model}:predict", http => PredictAsync(http, models, config), Errors: ErrorForm.KServe),
+        }, Errors: ErrorForm.KServe, Also: Api.KServe),
+        new(Api.Inference, "POST", "/v1/models/{model}:predict", http => PredictAsync(http, models, config), Errors: ErrorForm.KServe, Also: Api.KServe),
         new(Api.Inference, "POST", "/v1/models/{model}:explain", http =>
         {
             models.Get(http.RouteString("model")!, null);
             return Respond.Error(http, 501, "explain is not implemented: ServeSharp's handlers have no explanations (TorchServe's Captum explanations are Python-only)");
-        }, Errors: ErrorForm.KServe),
+        }, Errors: ErrorForm.KServe, Also: Api.KServe),
     ];
 
     private static async Task PredictAsync(HttpContext http, ModelManager models, ServerConfig config)

@@ -6,28 +6,28 @@ using ServeSharp.Server.Wlm;
 namespace ServeSharp.Server.Http;
 
 /// <summary>
-/// The Open Inference Protocol v2 over REST, on the inference API's listener: health, server and model metadata,
+/// The Open Inference Protocol v2 over REST, on the inference API's listener and KServe's (kserve_address): health, server and model metadata,
 /// model readiness and inference (JSON, or JSON plus binary tensor data). Errors are <c>{"error": "..."}</c>.
 /// </summary>
 internal static class OipApi
 {
     public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config)
     {
-        Route Get(string pattern, RequestDelegate handler, bool open = false) => new(Api.Inference, "GET", pattern, handler, open, ErrorForm.KServe);
+        Route Get(string pattern, RequestDelegate handler, bool open = false) => new(Api.Inference, "GET", pattern, handler, open, ErrorForm.KServe, Api.KServe);
         return
         [
             Get("/v2", http => Respond.Json(http, 200, new OipServerMetadata(OipMetadata.ServerName, OipMetadata.ServerVersion, OipMetadata.Extensions), ApiJsonContext.Relaxed.OipServerMetadata)),
             Get("/v2/health/live", http => Respond.Json(http, 200, new KServeLive(true), ApiJsonContext.Relaxed.KServeLive), open: true),
-            // The protocol answers readiness by status: 200 for true, 4xx for false.
+            // The protocol answers readiness by status: 200 for true, 4xx for false; 503 while the server stops.
             Get("/v2/health/ready", http => models.IsHealthy()
                 ? Respond.Json(http, 200, new KServeReady(true), ApiJsonContext.Relaxed.KServeReady)
-                : Respond.Json(http, 400, new KServeReady(false), ApiJsonContext.Relaxed.KServeReady), open: true),
+                : Respond.Json(http, models.Stopping ? 503 : 400, new KServeReady(false), ApiJsonContext.Relaxed.KServeReady), open: true),
             Get("/v2/models/{model}", http => MetadataAsync(http, models)),
             Get("/v2/models/{model}/versions/{version}", http => MetadataAsync(http, models)),
             Get("/v2/models/{model}/ready", http => ReadyAsync(http, models)),
             Get("/v2/models/{model}/versions/{version}/ready", http => ReadyAsync(http, models)),
-            new(Api.Inference, "POST", "/v2/models/{model}/infer", http => InferAsync(http, models, config), Errors: ErrorForm.KServe),
-            new(Api.Inference, "POST", "/v2/models/{model}/versions/{version}/infer", http => InferAsync(http, models, config), Errors: ErrorForm.KServe),
+            new(Api.Inference, "POST", "/v2/models/{model}/infer", http => InferAsync(http, models, config), Errors: ErrorForm.KServe, Also: Api.KServe),
+            new(Api.Inference, "POST", "/v2/models/{model}/versions/{version}/infer", http => InferAsync(http, models, config), Errors: ErrorForm.KServe, Also: Api.KServe),
         ];
     }
 

@@ -34,7 +34,7 @@ internal sealed record RegisterRequest
 /// default version, and admit predictions into a model's queue. Every change is handed to the snapshot writer.
 /// </summary>
 internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager workLoad, ModelSource source, HandlerResolver resolver,
-    DevicePlanner devices, SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ILoggerFactory loggers)
+    DevicePlanner devices, SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ServerDrain drain, ILoggerFactory loggers)
 {
     private readonly ILogger _logger = loggers.CreateLogger("ServeSharp.ModelManager");
     private readonly object _gate = new();
@@ -165,8 +165,12 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
     /// <summary>
     /// /ping: unhealthy when a model has fewer ready workers than its minWorkers, unless they are being restarted and
     /// maxRetryTimeoutInSec has not passed since the first failure (TorchServe's rule: one crashed worker is not an outage).
+    /// Never healthy once the server is stopping, so a load balancer sends it nothing new.
     /// </summary>
-    public bool IsHealthy() => AllModels().All(m => m.ReadyWorkerCount >= m.Settings.MinWorkers || Recovering(m));
+    public bool IsHealthy() => !Stopping && AllModels().All(m => m.ReadyWorkerCount >= m.Settings.MinWorkers || Recovering(m));
+
+    /// <summary>Whether the server is draining to stop (health checks answer 503 then).</summary>
+    public bool Stopping => drain.Draining;
 
     // A worker that has just failed is listed FAILED a moment before its failure is counted: that is recovery too.
     private bool Recovering(Model m) => m.RecoveringSince is { } since

@@ -84,7 +84,7 @@ public sealed class ConfigurationTests
                      "allowed_urls", "disable_token_authorization", "enable_model_api", "models", "enable_envvars_config", "default_worker_isolation", "worker_user",
                      "grpc_inference_address", "grpc_inference_port", "grpc_management_address", "grpc_management_port", "enable_grpc_ssl",
                      "certificate_file", "private_key_file", "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin",
-                     "cors_allowed_methods", "cors_allowed_headers", "token_expiration_min", "enable_playground" })
+                     "cors_allowed_methods", "cors_allowed_headers", "token_expiration_min", "enable_playground", "shutdown_grace_period", "service_envelope", "kserve_address" })
             Assert.Contains(key, text);
     }
 }

@@ -32,9 +32,13 @@ internal sealed class InProcessServer : IAsyncDisposable
     public Uri GrpcInferenceUrl { get; private set; } = null!;
     public Uri GrpcManagementUrl { get; private set; } = null!;
 
+    /// <summary>KServe's v1/v2 listener (kserve_address, or the default a service envelope opens); null when off.</summary>
+    public Uri? KServeUrl { get; private set; }
+
     public HttpClient Inference => Client(InferenceUrl);
     public HttpClient Management => Client(ManagementUrl);
     public HttpClient Metrics => Client(MetricsUrl);
+    public HttpClient KServe => Client(KServeUrl ?? throw new InvalidOperationException("no KServe listener: start with kserve_address or service_envelope"));
 
     /// <summary>
     /// Starts a server on free loopback ports. <paramref name="properties"/> are config.properties lines
@@ -85,6 +89,7 @@ internal sealed class InProcessServer : IAsyncDisposable
         server.MetricsUrl = server._host.AddressOf(Api.Metrics);
         server.GrpcInferenceUrl = server._host.AddressOf(Api.GrpcInference);
         server.GrpcManagementUrl = server._host.AddressOf(Api.GrpcManagement);
+        if (options.Config.KServeAddress is not null) server.KServeUrl = server._host.AddressOf(Api.KServe);
         return server;
     }
 
@@ -108,12 +113,15 @@ internal sealed class InProcessServer : IAsyncDisposable
 
     private bool _stopped;
 
-    /// <summary>Stops the server as --stop would (in-flight requests finish), keeping its folder for the test to inspect.</summary>
-    public async Task StopAsync()
+    /// <summary>
+    /// Stops the server as --stop would (in-flight requests finish), keeping its folder for the test to inspect;
+    /// <paramref name="now"/> is a second signal (the drain ends at once).
+    /// </summary>
+    public async Task StopAsync(CancellationToken now = default)
     {
         if (_stopped) return;
         _stopped = true;
-        await _host.StopAsync();
+        await _host.StopAsync(now);
         await _host.DisposeAsync();
         if (_ownsLoggers) _loggers.Dispose();
         _logFiles.Dispose();
