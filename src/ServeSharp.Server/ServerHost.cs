@@ -72,6 +72,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: true));
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton(new DevicePlanner(config, cudaProblem ?? (() => OrtSessionFactory.CudaUnavailableReason)));
+        s.AddSingleton<Conversion.RegisterConversion>();
         s.AddSingleton<ModelManager>();
         // TorchServe writes key_file.json in the working directory; so do we (tests and containers pick the directory).
         s.AddSingleton(config.DisableTokenAuthorization ? TokenAuthorization.Disabled

@@ -59,6 +59,10 @@ internal sealed record ServerConfig
     public bool EnableEnvVarsConfig { get; init; }
     public long MaxArchiveBytes { get; init; } = 4L * 1024 * 1024 * 1024;
 
+    /// <summary>convert_torchserve_archives: registering a TorchServe archive of a PyTorch model converts it to ONNX (once,
+    /// cached by the archive's hash) instead of answering 400 with the servesharp convert command.</summary>
+    public bool ConvertTorchServeArchives { get; init; }
+
     /// <summary>The <c>models</c> JSON block: model name → version → settings.</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, ModelSettings>> Models { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, ModelSettings>>();
@@ -138,6 +142,7 @@ internal sealed record ServerConfig
             EnableModelApi = Bool(values, "enable_model_api") ?? false,
             EnableEnvVarsConfig = Bool(values, "enable_envvars_config") ?? false,
             MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
+            ConvertTorchServeArchives = Bool(values, "convert_torchserve_archives") ?? false,
             Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
             Warnings = warnings,
         };
@@ -167,7 +172,7 @@ internal sealed record ServerConfig
         "default_worker_isolation", "worker_user", "grpc_inference_address", "grpc_inference_port",
         "grpc_management_address", "grpc_management_port", "enable_grpc_ssl", "certificate_file", "private_key_file",
         "keystore", "keystore_pass", "keystore_type", "cors_allowed_origin", "cors_allowed_methods", "cors_allowed_headers",
-        "token_expiration_min",
+        "token_expiration_min", "convert_torchserve_archives",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)
