@@ -1,7 +1,5 @@
-using System.Globalization;
 using System.Security.Cryptography;
 using ServeSharp.Archive;
-using ServeSharp.Server.Cli;
 
 namespace ServeSharp.Server.Conversion;
 
@@ -79,6 +77,8 @@ internal static class ArchiveConverter
 
         var script = TorchPython.WriteScript(work);
         var python = await TorchPython.LocateAsync(options.Python, script, cancellationToken);
+        if (options.Fp16 && python.Onnx is null)
+            throw new ConversionException($"--fp16 rewrites the exported model with the onnx package, which {python.Executable} does not have (pip install onnx)");
         progress($"converting {source} ({kind.ToString().ToLowerInvariant()}) with torch {python.Torch} in {python.Executable}");
 
         var torchWork = Directory.CreateDirectory(Path.Combine(work, "torch")).FullName;
@@ -101,7 +101,7 @@ internal static class ArchiveConverter
 
         progress("measuring parity: the ONNX model in ONNX Runtime against torch, on the same inputs");
         var samples = ParityCheck.Run(onnxPath, torchWork, result.Samples, cancellationToken);
-        var parity = Parity(samples, options);
+        var parity = ReportParity.From(samples, options);
 
         Skeleton? skeleton = null;
         if (pythonHandler is not null)
@@ -110,12 +110,12 @@ internal static class ArchiveConverter
             skeleton = HandlerSkeleton.Write(result.Handler ?? throw new ConversionException($"the torch side did not describe {pythonHandler}"), size, files);
         }
 
-        var report = Report(archive, options, source, python, result, parity, skeleton, Sha256(options.Source), size);
+        var report = ConvertedArchive.Report(archive, options, source, python, result, parity, skeleton, Sha256(options.Source), size);
         if (!parity.Passed && !options.Force)
             throw new ConversionException($"parity gate: {parity.Verdict}; {target} was not written (--force writes it anyway).\n{report.Summary(target, written: false)}");
 
-        var staged = Stage(archive, report, onnxPath, skeleton, work, name);
-        Publish(staged, target, options.Force);
+        var staged = ConvertedArchive.Stage(archive, report, onnxPath, skeleton, work, name);
+        ConvertedArchive.Publish(staged, target, options.Force);
         return new ConversionResult(target, true, report);
     }
 
@@ -148,126 +148,6 @@ internal static class ArchiveConverter
     private static void CheckFixedSize(ModelArchive archive, (int Height, int Width) size) =>
         CheckFixedSize(size, archive.Config.Handler.GetString("mode") ?? "torchserve", archive.Config.Handler.GetDoubleList("size"),
             Path.GetFileName(Path.TrimEndingDirectorySeparator(archive.SourcePath)));
-
-    private static ReportParity Parity(IReadOnlyList<SampleParity> samples, ConvertOptions options)
-    {
-        var positions = samples.Sum(s => s.Positions);
-        var agreeing = samples.Sum(s => s.Agreeing);
-        var agreement = positions == 0 ? 0 : (double)agreeing / positions;
-        var deltas = samples.Select(s => s.MaxAbsProbDelta).Where(d => !double.IsNaN(d)).ToList();
-        var passed = agreement >= ConvertOptions.AgreementGate && samples.All(s => s.Agreement >= ConvertOptions.AgreementGate);
-        var sizes = string.Join(", ", samples.GroupBy(s => string.Join('x', s.Shape.Split('x').Skip(2))).Select(g => $"{g.Count()} at {g.Key}"));
-        var inputs = options.Samples is { } dir
-            ? $"{samples.Count} inputs ({sizes}): the images of {dir} through image_segmenter's steps" + (options.Dynamic ? ", and one generated at another size for the dynamic axes" : "")
-            : $"{samples.Count} generated images ({sizes})" + (options.Dynamic ? ", the last at another size for the dynamic axes" : "");
-        return new ReportParity
-        {
-            Inputs = inputs,
-            PixelAgreement = agreement,
-            MaxAbsProbDelta = deltas.Count == 0 ? double.NaN : deltas.Max(),
-            Pixels = positions,
-            Passed = passed,
-            Forced = !passed && options.Force,
-            Samples = samples,
-        };
-    }
-
-    private static ConversionReport Report(ModelArchive archive, ConvertOptions options, string source, PythonInfo python, TorchResult result,
-        ReportParity parity, Skeleton? skeleton, string sha256, (int Height, int Width) size)
-    {
-        var model = archive.Model;
-        var output = result.Model!.Output;
-        var exportedFrom = output?.Type switch
-        {
-            "dict" => $"the model's '{output.Exported}' of {{{string.Join(", ", output.Keys ?? [])}}}",
-            "tuple" => $"the first of the model's {output.Length} outputs",
-            _ => "the model's output",
-        };
-        var handler = skeleton is null
-            ? new ReportHandler(model.Handler!, TorchServeArchive.ImageSegmenter, "ServeSharp's built-in, which answers TorchServe's image_segmenter JSON by default")
-            : new ReportHandler(model.Handler!, skeleton.FileName, skeleton.ServesAsIs
-                ? $"a C# skeleton of {skeleton.ClassName} (ServeSharp.Sdk.BaseHandler): it serves as image_segmenter until " +
-                  (skeleton.NotPorted.Count == 0 ? "you change it" : $"you port {string.Join(", ", skeleton.NotPorted)} from the Python")
-                : $"a C# skeleton of {skeleton.ClassName} (ServeSharp.Sdk.BaseHandler): preprocess and postprocess answer 501 until you port them from the Python");
-        var dropped = new List<string>();
-        if (model.ModelFile is { } modelFile) dropped.Add($"{modelFile}: the model is {OnnxFile} now");
-        dropped.Add($"{model.SerializedFile}: replaced by {OnnxFile}");
-        if (model.RequirementsFile is { } requirements) dropped.Add($"{requirements}: Python packages, which ServeSharp does not install");
-        return new ConversionReport
-        {
-            Converter = $"servesharp convert {CommandLine.ProductVersion}",
-            CreatedOn = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
-            Source = new ReportSource(source, sha256, archive.ModelName, archive.ModelVersion, result.Model.Kind, model.SerializedFile, model.ModelFile,
-                result.Model.Class, model.Handler!),
-            Torch = new ReportTorch(python.Executable, python.Version, python.Torch, python.Torchvision),
-            Onnx = new ReportOnnx(OnnxFile, result.Export!.Opset, "input", "out", exportedFrom, options.Dynamic, $"{size.Height}x{size.Width}", options.Fp16),
-            Parity = parity,
-            Handler = handler,
-            Dropped = dropped,
-        };
-    }
-
-    /// <summary>Writes the converted archive into the work folder with the archiver and returns its path.</summary>
-    private static string Stage(ModelArchive archive, ConversionReport report, string onnxPath, Skeleton? skeleton, string work, string name)
-    {
-        var model = archive.Model;
-        // The archiver copies extras after the serialized file and the handler: nothing may share their names.
-        var leftOut = new HashSet<string>(StringComparer.Ordinal) { "MAR-INF", model.SerializedFile!, model.ConfigFile ?? "", OnnxFile, skeleton?.FileName ?? "" };
-        if (model.ModelFile is { } modelFile) leftOut.Add(modelFile);
-        if (model.RequirementsFile is { } requirements) leftOut.Add(requirements);
-        var extras = Directory.EnumerateFileSystemEntries(archive.ModelDirectory)
-            .Where(path => !leftOut.Contains(Path.GetFileName(path))).Order(StringComparer.Ordinal).ToList();
-
-        var handler = model.Handler!;
-        if (skeleton is not null)
-        {
-            handler = Path.Combine(Directory.CreateDirectory(Path.Combine(work, "handler")).FullName, skeleton.FileName);
-            File.WriteAllText(handler, skeleton.Source);
-        }
-        var output = Directory.CreateDirectory(Path.Combine(work, "out")).FullName;
-        try
-        {
-            return ArchiveWriter.Write(new ArchiveSpec
-            {
-                ModelName = name,
-                Version = archive.ModelVersion,
-                SerializedFile = onnxPath,
-                Handler = handler,
-                ConfigFile = model.ConfigFile is { } config ? archive.PathOf(config) : null,
-                ExtraFiles = extras,
-                ExportPath = output,
-                Runtime = archive.Manifest.Runtime is { } runtime && ArchiveSpec.Runtimes.Contains(runtime) ? runtime : "python",
-                MarInfFiles = new Dictionary<string, byte[]>
-                {
-                    [ConversionReport.FileName] = report.ToJson(),
-                },
-            });
-        }
-        catch (ArchiveException e)
-        {
-            throw new ConversionException(e.Message, e);
-        }
-    }
-
-    /// <summary>Moves the finished archive into place: next to the target first, then renamed over it, so a reader never sees half of it.</summary>
-    private static void Publish(string staged, string target, bool force)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        var partial = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.partial-{Guid.NewGuid():N}");
-        try
-        {
-            File.Move(staged, partial);
-            File.Move(partial, target, overwrite: force);
-        }
-        catch (IOException e) when (File.Exists(target) && !force)
-        {
-            throw new ConversionException($"{target} appeared while converting; use --force to overwrite it", e);
-        }
-        finally
-        {
-            if (File.Exists(partial)) File.Delete(partial);
-        }
-    }
 
     /// <summary>The SHA-256 of an archive file, or of a no-archive folder's files (relative names and contents, in order).</summary>
     public static string Sha256(string path)

@@ -70,6 +70,30 @@ internal sealed record ReportOnnx(string File, int Opset, string Input, string O
 
 internal sealed record ReportParity
 {
+    /// <summary>The overall figures and the verdict from each input's.</summary>
+    public static ReportParity From(IReadOnlyList<SampleParity> samples, ConvertOptions options)
+    {
+        var positions = samples.Sum(s => s.Positions);
+        var agreeing = samples.Sum(s => s.Agreeing);
+        var agreement = positions == 0 ? 0 : (double)agreeing / positions;
+        var deltas = samples.Select(s => s.MaxAbsProbDelta).Where(d => !double.IsNaN(d)).ToList();
+        var passed = agreement >= ConvertOptions.AgreementGate && samples.All(s => s.Agreement >= ConvertOptions.AgreementGate);
+        var sizes = string.Join(", ", samples.GroupBy(s => string.Join('x', s.Shape.Split('x').Skip(2))).Select(g => $"{g.Count()} at {g.Key}"));
+        var inputs = options.Samples is { } dir
+            ? $"{samples.Count} inputs ({sizes}): the images of {dir} through image_segmenter's steps" + (options.Dynamic ? ", and one generated at another size for the dynamic axes" : "")
+            : $"{samples.Count} generated images ({sizes})" + (options.Dynamic ? ", the last at another size for the dynamic axes" : "");
+        return new ReportParity
+        {
+            Inputs = inputs,
+            PixelAgreement = agreement,
+            MaxAbsProbDelta = deltas.Count == 0 ? double.NaN : deltas.Max(),
+            Pixels = positions,
+            Passed = passed,
+            Forced = !passed && options.Force,
+            Samples = samples,
+        };
+    }
+
     /// <summary>What the figures were measured on: "--samples DIR (n images)" or "n generated images".</summary>
     public required string Inputs { get; init; }
 

@@ -36,15 +36,29 @@ def version_of(name):
         return None
 
 
-def probe():
+def installed_version(name):
+    """The installed distribution's version, read from its metadata: nothing is imported."""
     try:
-        import torch
-    except Exception as e:  # ImportError, or a torch that fails while importing (a missing shared library)
-        print(json.dumps({"executable": sys.executable, "python": sys.version.split()[0], "error": f"{type(e).__name__}: {e}"}))
-        return REFUSED
-    print(json.dumps({"executable": sys.executable, "python": sys.version.split()[0], "torch": torch.__version__,
-                      "torchvision": version_of("torchvision"), "onnx": version_of("onnx")}))
-    return 0
+        from importlib import metadata
+        return metadata.version(name)
+    except Exception:
+        return None
+
+
+def probe():
+    # Finding torch without importing it keeps probing every Python on PATH cheap (importing torch takes seconds);
+    # a torch that is installed but broken is reported by the conversion, when it imports it.
+    from importlib import util
+    found = {"executable": sys.executable, "python": sys.version.split()[0]}
+    if sys.version_info < (3, 8):
+        found["error"] = f"Python {found['python']} is too old (3.8 or later)"
+    elif util.find_spec("torch") is None:
+        found["error"] = "ModuleNotFoundError: No module named 'torch'"
+    else:
+        found.update(torch=installed_version("torch") or "(version unknown)", torchvision=installed_version("torchvision"),
+                     onnx=installed_version("onnx"))
+    print(json.dumps(found))
+    return REFUSED if "error" in found else 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -394,7 +408,10 @@ def write_tensor(tensor, path):
 
 
 def convert(request_path, result_path):
-    import torch
+    try:
+        import torch
+    except Exception as e:  # installed, but it does not import (a missing shared library, a mismatched build)
+        raise Refusal(f"torch is installed in {sys.executable} but does not import: {type(e).__name__}: {e}")
     with open(request_path, encoding="utf-8") as f:
         request = json.load(f)
     if request.get("threads"):

@@ -73,6 +73,23 @@ public sealed class ConvertRefusalTests(TorchServeArchives archives, ITestOutput
     }
 
     [Fact]
+    public async Task A_conversion_that_fails_at_registration_answers_400_with_its_reason_and_caches_nothing()
+    {
+        using var dir = new TempDir();
+        var store = dir.Sub("model-store");
+        File.Copy(archives.Archive("two-classes"), Path.Combine(store, "two-classes.mar"));
+        await using var server = await InProcessServer.StartAsync(store, properties: "convert_torchserve_archives=true");
+        using var management = server.Management;
+        using var response = await management.PostAsync("/models?url=two-classes.mar&initial_workers=1&synchronous=true", null);
+        var body = await response.Content.ReadAsStringAsync();
+        log.WriteLine(body);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("two-classes.mar is a TorchServe archive of a PyTorch model, and converting it to ONNX failed: model.py defines 2 nn.Module classes", body, StringComparison.Ordinal);
+        var cache = Path.Combine(store, ".servesharp-converted");
+        Assert.True(!Directory.Exists(cache) || Directory.GetFiles(cache, "*", SearchOption.AllDirectories).Length == 0);
+    }
+
+    [Fact]
     public void Refusals_before_any_torch_work()
     {
         using var dir = new TempDir();
