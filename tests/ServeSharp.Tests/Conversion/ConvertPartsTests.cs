@@ -95,6 +95,17 @@ public sealed class ConvertPartsTests
         Assert.Equal(needsConversion, TorchServeArchive.NeedsConversion(archive));
     }
 
+    [Fact]
+    public void Conversion_at_registration_is_off_unless_config_properties_turns_it_on()
+    {
+        Assert.False(ServeSharp.Server.Configuration.ServerConfig.From(new Dictionary<string, string>()).ConvertTorchServeArchives);
+        var on = ServeSharp.Server.Configuration.ServerConfig.From(new Dictionary<string, string> { ["convert_torchserve_archives"] = "true" });
+        Assert.True(on.ConvertTorchServeArchives);
+        Assert.Empty(on.Warnings);
+        var e = Assert.Throws<FormatException>(() => ServeSharp.Server.Configuration.ServerConfig.From(new Dictionary<string, string> { ["convert_torchserve_archives"] = "yes" }));
+        Assert.Contains("convert_torchserve_archives 'yes' is not true or false", e.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("224x224", 224, 224)]
     [InlineData("520X480", 520, 480)]
