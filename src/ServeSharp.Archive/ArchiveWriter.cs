@@ -24,6 +24,9 @@ public sealed record ArchiveSpec
     public string Runtime { get; init; } = "python";
 
     public static readonly IReadOnlyList<string> Runtimes = ["python", "python3", "LSP"];
+
+    /// <summary>Files written into MAR-INF beside MANIFEST.json, by file name (servesharp convert's conversion.json).</summary>
+    public IReadOnlyDictionary<string, byte[]> MarInfFiles { get; init; } = new Dictionary<string, byte[]>();
 }
 
 /// <summary>
@@ -80,6 +83,12 @@ public static class ArchiveWriter
                 ArchiverVersion = ArchiverVersion,
             };
             File.WriteAllBytes(Path.Combine(staging, Manifest.RelativePath), JsonSerializer.SerializeToUtf8Bytes(manifest, ManifestJsonContext.Default.Manifest));
+            foreach (var (file, content) in spec.MarInfFiles)
+            {
+                if (file.IndexOfAny(['/', '\\']) >= 0 || file is "." or ".." or "MANIFEST.json")
+                    throw new ArchiveException($"MAR-INF/{file} is not a file name the archiver can add");
+                File.WriteAllBytes(Path.Combine(staging, "MAR-INF", file), content);
+            }
 
             Remove(target);
             switch (spec.Format)

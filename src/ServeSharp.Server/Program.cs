@@ -9,6 +9,7 @@ using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Wlm;
 
 if (args is ["worker", .. var workerArgs]) return await ServeSharp.Server.Workers.WorkerHost.RunAsync(workerArgs);
+if (args is [ServeSharp.Server.Conversion.ConvertCommand.Name, ..]) return await ServeSharp.Server.Conversion.ConvertCommand.RunAsync(args);
 
 CommandLine cli;
 try

@@ -80,6 +80,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(p => new SnapshotStore(Path.Combine(options.LogDirectory, "config"), enabled: !options.NoConfigSnapshot, config, p.GetRequiredService<TimeProvider>()));
         s.AddSingleton<WorkLoadManager>();
         s.AddSingleton(new DevicePlanner(config, cudaProblem ?? (() => OrtSessionFactory.CudaUnavailableReason)));
+        s.AddSingleton<Conversion.RegisterConversion>();
         s.AddSingleton<ModelManager>();
         // TorchServe writes key_file.json in the working directory; so do we (tests and containers pick the directory).
         s.AddSingleton(config.DisableTokenAuthorization ? TokenAuthorization.Disabled

@@ -56,6 +56,7 @@ internal sealed record CommandLine
         {
             VersionOption, StartOption, StopOption, ForegroundOption, ModelStoreOption, ModelsOption, ConfigOption, PidFileOption,
             LogConfigOption, CppLogConfigOption, WorkflowStoreOption, PluginsPathOption, NcsOption, DisableTokenAuthOption, EnableModelApiOption,
+            Conversion.ConvertCommand.Create(),
         };
         // System.CommandLine's own --version prints a bare number; ours prints torchserve's sentence and also answers -v.
         foreach (var builtIn in root.Options.OfType<System.CommandLine.VersionOption>().ToList()) root.Options.Remove(builtIn);

@@ -73,6 +73,10 @@ internal sealed record ServerConfig
     public bool EnableEnvVarsConfig { get; init; }
     public long MaxArchiveBytes { get; init; } = 4L * 1024 * 1024 * 1024;
 
+    /// <summary>convert_torchserve_archives: registering a TorchServe archive of a PyTorch model converts it to ONNX (once,
+    /// cached by the archive's hash) instead of answering 400 with the servesharp convert command.</summary>
+    public bool ConvertTorchServeArchives { get; init; }
+
     /// <summary>The <c>models</c> JSON block: model name → version → settings.</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, ModelSettings>> Models { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, ModelSettings>>();
@@ -200,6 +204,7 @@ internal sealed record ServerConfig
             EnablePlayground = Bool(values, "enable_playground") ?? false,
             EnableEnvVarsConfig = Bool(values, "enable_envvars_config") ?? false,
             MaxArchiveBytes = Long(values, "max_archive_size") ?? defaults.MaxArchiveBytes,
+            ConvertTorchServeArchives = Bool(values, "convert_torchserve_archives") ?? false,
             Models = values.TryGetValue("models", out var models) ? ParseModels(models) : defaults.Models,
             ServiceEnvelope = envelope,
             KServeAddress = values.ContainsKey("kserve_address") || envelope is not null ? Address(values, "kserve_address", DefaultKServeAddress) : null,
@@ -239,6 +244,7 @@ internal sealed record ServerConfig
         "token_expiration_min", "service_envelope", "kserve_address", "shutdown_grace_period",
         "enable_playground",
         "model_snapshot",
+        "convert_torchserve_archives",
     ];
 
     private static Uri Address(Dictionary<string, string> values, string key, Uri fallback)

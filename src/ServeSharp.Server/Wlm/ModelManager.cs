@@ -3,6 +3,7 @@ using ServeSharp.Archive;
 using ServeSharp.Loader;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Conversion;
 using ServeSharp.Server.Metrics;
 
 namespace ServeSharp.Server.Wlm;
@@ -34,7 +35,8 @@ internal sealed record RegisterRequest
 /// default version, and admit predictions into a model's queue. Every change is handed to the snapshot writer.
 /// </summary>
 internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager workLoad, ModelSource source, HandlerResolver resolver,
-    DevicePlanner devices, SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ServerDrain drain, ILoggerFactory loggers)
+    DevicePlanner devices, SnapshotWriter snapshots, ServerMetrics metrics, TimeProvider time, ServerDrain drain, ILoggerFactory loggers,
+    RegisterConversion conversion)
 {
     private readonly ILogger _logger = loggers.CreateLogger("ServeSharp.ModelManager");
     private readonly object _gate = new();
@@ -68,10 +70,11 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
     private async Task<(Model Model, bool WorkersStarted)> RegisterAsync(RegisterRequest request, ArchiveSource archiveSource, CancellationToken cancellationToken)
     {
         var path = archiveSource.Path;
+        ModelArchive Open(string file) => ModelArchive.Open(file, source.ExtractionRoot, new ArchiveLimits { MaxTotalBytes = config.MaxArchiveBytes });
         ModelArchive archive;
         try
         {
-            archive = await Task.Run(() => ModelArchive.Open(path, source.ExtractionRoot, new ArchiveLimits { MaxTotalBytes = config.MaxArchiveBytes }), cancellationToken);
+            archive = await Task.Run(() => Open(path), cancellationToken);
         }
         catch (ArchiveException e)
         {
@@ -81,6 +84,8 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
         Model model;
         try
         {
+            // A TorchServe archive of a PyTorch model: refused with the convert command, or converted (once) and opened.
+            archive = await conversion.PrepareAsync(archive, path, Open, cancellationToken);
             foreach (var warning in archive.Config.Warnings) LogConfigWarning(_logger, warning);
             var name = request.ModelName ?? archive.ModelName;
             var version = archive.ModelVersion;
