@@ -58,6 +58,9 @@ internal sealed record CommandLine
             LogConfigOption, CppLogConfigOption, WorkflowStoreOption, PluginsPathOption, NcsOption, DisableTokenAuthOption, EnableModelApiOption,
             Conversion.ConvertCommand.Create(),
         };
+        // The server's own flags need no subcommand (convert is the only one): without an action of its own, a root command
+        // with a subcommand refuses every command line that names none ("Required command was not provided").
+        root.SetAction(_ => 0);
         // System.CommandLine's own --version prints a bare number; ours prints torchserve's sentence and also answers -v.
         foreach (var builtIn in root.Options.OfType<System.CommandLine.VersionOption>().ToList()) root.Options.Remove(builtIn);
         return root;
