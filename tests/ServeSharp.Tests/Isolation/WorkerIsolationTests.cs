@@ -147,7 +147,9 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
         using (var stop = Process.Start("kill", ["-STOP", pid.ToString()])) await stop.WaitForExitAsync();
         time.Advance(ProcessBackend.HeartbeatTimeout + ProcessBackend.HeartbeatInterval * 2);
         await Until(() => !Directory.Exists($"/proc/{pid}"), $"the frozen worker process {pid} to be killed");
-        await server.WaitReadyAsync("fault");
+        // The old worker is listed READY until its backend has read the process's last words: wait for the replacement.
+        await Until(async () => (await WorkersAsync(server, "fault")).Any(w => w.GetProperty("pid").GetInt32() != pid
+            && w.GetProperty("status").GetString() == "READY"), "a new worker process to replace it");
         var worker = await OnlyWorkerAsync(server, "fault");
         Assert.Equal(1, worker.GetProperty("restarts").GetInt32());
         Assert.Contains("heartbeat", worker.GetProperty("lastExitReason").GetString());
@@ -226,6 +228,13 @@ public sealed class WorkerIsolationTests(IsolationStoreFixture store)
         using var management = server.Management;
         var described = JsonDocument.Parse(await management.GetStringAsync($"/models/{model}")).RootElement[0];
         return Assert.Single(described.GetProperty("workers").EnumerateArray());
+    }
+
+    private static async Task<JsonElement[]> WorkersAsync(InProcessServer server, string model)
+    {
+        using var management = server.Management;
+        var described = JsonDocument.Parse(await management.GetStringAsync($"/models/{model}")).RootElement[0];
+        return [.. described.GetProperty("workers").EnumerateArray().Select(w => w.Clone())];
     }
 
     private static Task Until(Func<bool> condition, string what) => Until(() => Task.FromResult(condition()), what);
