@@ -8,7 +8,9 @@ namespace ServeSharp.Tests.Support;
 /// folder in a folder named after what made them: the content of the generating scripts and the arguments. A
 /// changed generator makes a new folder; an unchanged one is made once. Generation writes into a temporary folder
 /// that is moved into place only when complete, so a failed or interrupted generation leaves nothing behind, is
-/// reported to the test that asked, and is tried again by the next one — never remembered as a result.
+/// reported to the test that asked, and is tried again by the next one — never remembered as a result. Several test
+/// processes may share the cache (two checkouts tested at once): a lock file next to the folder makes the second wait
+/// for the first one's result instead of fitting the same model again beside it on the same cores.
 /// </summary>
 internal static class FixtureCache
 {
@@ -29,6 +31,9 @@ internal static class FixtureCache
         lock (Gate)
         {
             if (Directory.Exists(folder)) return folder;
+            Directory.CreateDirectory(Root);
+            using var crossProcess = LockFile(folder + ".lock");
+            if (Directory.Exists(folder)) return folder;
             var partial = Directory.CreateDirectory(Path.Combine(Root, $"{name}-{hash}.partial-{Environment.ProcessId}")).FullName;
             try
             {
@@ -40,6 +45,22 @@ internal static class FixtureCache
                 if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
             }
             return folder;
+        }
+    }
+
+    /// <summary>Holds the file open exclusively; the OS releases it if the process dies, so a crash never wedges the cache.</summary>
+    private static FileStream LockFile(string path)
+    {
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException)
+            {
+                Thread.Sleep(1000);
+            }
         }
     }
 }

@@ -38,9 +38,13 @@ internal static class Repo
     }
 
     /// <summary>Runs a tools/ Python script with Debian's interpreter; fails the test with its output if it fails.</summary>
+    /// <remarks>
+    /// The scripts generate fixtures once per cache (fitting a DeepLab on photographs takes minutes on 2 cores, and
+    /// several times that on a loaded machine), so they get a generous limit: a hung script still ends, a slow one passes.
+    /// </remarks>
     public static string RunPython(string script, params string[] args)
     {
-        var (code, output) = Run(Python, [Tool(script), .. args]);
+        var (code, output) = Run(Python, [Tool(script), .. args], timeoutSeconds: 2400);
         if (code != 0) throw new InvalidOperationException($"{script} failed ({code}):\n{output}");
         return output;
     }
