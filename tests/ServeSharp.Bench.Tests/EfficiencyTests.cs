@@ -3,7 +3,7 @@ using ServeSharp.Bench;
 
 namespace ServeSharp.Bench.Tests;
 
-public sealed class EfficiencyTests
+public sealed class EfficiencyTests(DemoModel demo) : IClassFixture<DemoModel>
 {
     // Served figures from bench/RESULTS.md (2026-11-24, mobilenet 224 TorchServe JSON) against bare rates of the same size.
     [Theory]
@@ -42,7 +42,7 @@ public sealed class EfficiencyTests
     [InlineData(true)]
     public void Bare_model_counts_every_worker_and_every_image_of_a_batch(bool shared)
     {
-        var onnx = DemoModel();
+        var onnx = demo.Onnx;
         var spec = new BareSpec(onnx, [[3, 64, 64], [3, 64, 96]], BatchSize: 2, Workers: 2, Threads: 1, Shared: shared);
 
         var rate = BareModel.Measure(spec, minRunsPerWorker: 3, minTime: TimeSpan.Zero);
@@ -74,14 +74,21 @@ public sealed class EfficiencyTests
         return data.ToArray();
     }
 
-    private static string DemoModel()
+}
+
+/// <summary>The demo archive's ONNX file (model-store/deeplab.mar), extracted once for the class and removed after.</summary>
+public sealed class DemoModel : IDisposable
+{
+    public DemoModel()
     {
-        var path = Path.Combine(Path.GetTempPath(), $"servesharp-bench-tests-{Environment.ProcessId}-deeplab.onnx");
-        if (File.Exists(path)) return path;
+        Onnx = Path.Combine(Path.GetTempPath(), $"servesharp-bench-tests-{Environment.ProcessId}-{Guid.NewGuid():N}.onnx");
         using var archive = ZipFile.OpenRead(Path.Combine(Repository.Root, "model-store", "deeplab.mar"));
-        archive.GetEntry("deeplab.onnx")!.ExtractToFile(path, overwrite: true);
-        return path;
+        archive.GetEntry("deeplab.onnx")!.ExtractToFile(Onnx);
     }
+
+    public string Onnx { get; }
+
+    public void Dispose() => File.Delete(Onnx);
 }
 
 internal static class Repository

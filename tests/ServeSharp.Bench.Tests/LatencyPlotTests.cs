@@ -16,11 +16,21 @@ public sealed class LatencyPlotTests
             new("peer", 1, 7.3, 144, 176), new("peer", 2, 7.6, 262, 300), new("peer", 4, 7.7, 520, 560),
             new("peer", 8, 7.8, 1021, 1090), new("peer", 16, 7.8, 2040, 2150), new("peer", 32, 7.8, 4090, 4300),
         ];
-        var path = Path.Combine(Path.GetTempPath(), $"servesharp-bench-tests-{Environment.ProcessId}", "latency-vs-load.png");
+        var folder = Path.Combine(Path.GetTempPath(), $"servesharp-bench-tests-{Guid.NewGuid():N}");
+        var path = Path.Combine(folder, "latency-vs-load.png");
 
-        LatencyPlot.Write(path, "mobilenet 224: latency vs load", points, width: 900, height: 600);
+        byte[] bytes;
+        try
+        {
+            LatencyPlot.Write(path, "mobilenet 224: latency vs load", points, width: 900, height: 600);
+            bytes = File.ReadAllBytes(path);
+            if (Environment.GetEnvironmentVariable("SERVESHARP_BENCH_TESTS_KEEP_PLOT") is { Length: > 0 } keep) File.Copy(path, keep, overwrite: true);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
 
-        var bytes = File.ReadAllBytes(path);
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, bytes[..8]);
         Assert.True(bytes.Length > 10_000, $"{bytes.Length} bytes");
         using var image = SKBitmap.Decode(bytes);
