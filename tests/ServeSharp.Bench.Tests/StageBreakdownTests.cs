@@ -12,8 +12,11 @@ public sealed class StageBreakdownTests
         var registry = Metrics.NewCustomRegistry();
         var stages = Metrics.WithCustomRegistry(registry).CreateHistogram(StageBreakdown.Metric, "time per request per stage",
             new HistogramConfiguration { LabelNames = ["model_name", "model_version", "stage"], Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
+        var wall = Metrics.WithCustomRegistry(registry).CreateHistogram(StageBreakdown.WallMetric, "wall time per request",
+            new HistogramConfiguration { LabelNames = ["model_name"] });
         // Warm-up: slow first requests the breakdown must not count.
         foreach (var stage in StageBreakdown.Stages) stages.WithLabels("mnv3", "1.0", stage).Observe(0.5);
+        wall.WithLabels("mnv3").Observe(4.5);
         stages.WithLabels("other", "1.0", "inference").Observe(9);
         var before = StageBreakdown.Parse(await Export(registry), "mnv3")!;
 
@@ -25,6 +28,8 @@ public sealed class StageBreakdownTests
             stages.WithLabels("mnv3", "1.0", "decode").Observe(0.002);
             stages.WithLabels("mnv3", "1.0", "queue_wait").Observe(0.010);
             stages.WithLabels("other", "1.0", "inference").Observe(5);
+            wall.WithLabels("mnv3").Observe(0.033);
+            wall.WithLabels("other").Observe(5);
         }
         var after = StageBreakdown.Parse(await Export(registry), "mnv3")!;
 
@@ -38,11 +43,13 @@ public sealed class StageBreakdownTests
         Assert.Equal(0.5, b.Stages[2].Share, 6);
         Assert.Equal(32, b.SumMs, 6);
         Assert.Equal(8, b.UnaccountedMs, 6);
+        Assert.Equal(33, b.ServerWallMs!.Value, 6);
 
         var table = StageBreakdown.Table("mnv3 c=8", b);
         Assert.Contains("| inference | 20.00 | 50.0 % | 4 |", table, StringComparison.Ordinal);
         Assert.Contains("| **sum of stages** | 32.00 | 80.0 % | |", table, StringComparison.Ordinal);
         Assert.Contains("| not in any stage | 8.00 | 20.0 % | |", table, StringComparison.Ordinal);
+        Assert.Contains("| server wall time (servesharp_request_seconds) | 33.00 | 82.5 % | |", table, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -54,6 +61,8 @@ public sealed class StageBreakdownTests
             ts_batch_size_bucket{model_name="mnv3",le="1"} 12
             ts_batch_size_sum{model_name="mnv3"} 12
             ts_batch_size_count{model_name="mnv3"} 12
+            servesharp_request_seconds_sum{model_name="mnv3"} 1.5
+            servesharp_request_seconds_count{model_name="mnv3"} 12
             """;
 
         Assert.Null(StageBreakdown.Parse(text, "mnv3"));
@@ -86,6 +95,7 @@ public sealed class StageBreakdownTests
         Assert.Equal(["inference", "auth"], b.Stages.Select(s => s.Stage));
         Assert.Equal(30, b.Stages[0].MeanMs, 6);
         Assert.Equal(0, b.Stages[0].Share); // no measured latency: no share, no division by zero
+        Assert.Null(b.ServerWallMs);
     }
 
     private static async Task<string> Export(CollectorRegistry registry)
