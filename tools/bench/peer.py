@@ -6,6 +6,9 @@
 POST /predictions/NAME (raw image body; ?mode=torchvision&resize_size=520 for the torchvision preset) runs what
 TorchServe's image_segmenter runs per request: PIL decode, Resize(256), CenterCrop(224), ToTensor, Normalize,
 eager torchvision inference, softmax, max, stack, .tolist(), json.dumps. GET /ping answers {"status": "Healthy"}.
+In the torchvision preset the answer is at the photograph's size, as ServeSharp's is outside TorchServe's mode: the
+logits are resized (bilinear) to it before the softmax, as torchvision's reference evaluation does. ?output=mask
+answers the class map as an 8-bit PNG instead of JSON: the few lines a TorchServe user adds to postprocess for that.
 As in TorchServe, each of the --workers is its own Python process with its own model copy and --threads torch
 threads, batch 1; the HTTP front (a thread per connection) hands each request to a free worker and gets the JSON
 back through a pipe, as TorchServe's frontend does through its backend socket.
@@ -43,16 +46,24 @@ def load(state_path):
 @torch.no_grad()
 def handle(model, body, query):
     image = Image.open(io.BytesIO(body)).convert("RGB")
-    if query.get("mode", ["torchserve"])[0] == "torchvision":
+    torchvision = query.get("mode", ["torchserve"])[0] == "torchvision"
+    if torchvision:
         size = int(query.get("resize_size", ["520"])[0])
         x = T.Compose([T.Resize(size), T.ToTensor(), T.Normalize(MEAN, STD)])(image)
     else:
         x = TORCHSERVE(image)
     out = model(x[None])["out"]
+    if torchvision:
+        out = torch.nn.functional.interpolate(out, size=(image.height, image.width), mode="bilinear", align_corners=False)
+    if query.get("output", ["torchserve"])[0] == "mask":
+        # A TorchServe user's postprocess for a PNG mask: argmax, uint8, PIL's PNG encoder.
+        buffer = io.BytesIO()
+        Image.fromarray(out.argmax(dim=1)[0].to(torch.uint8).numpy(), mode="L").save(buffer, format="PNG")
+        return buffer.getvalue(), "image/png"
     probs = torch.nn.functional.softmax(out, dim=1)
     best = torch.max(probs, dim=1)
     data = torch.stack([best.indices.type(best.values.dtype), best.values], dim=3)
-    return json.dumps(data.tolist()[0]).encode()
+    return json.dumps(data.tolist()[0]).encode(), "application/json"
 
 
 _model = None
@@ -66,9 +77,9 @@ def _start_worker(state_path, threads):
 
 def _run(body, query):
     try:
-        return 200, handle(_model, body, query)
+        return (200, *handle(_model, body, query))
     except Exception as e:  # one bad request fails alone
-        return 400, json.dumps({"code": 400, "type": "BadRequestException", "message": str(e)}).encode()
+        return 400, json.dumps({"code": 400, "type": "BadRequestException", "message": str(e)}).encode(), "application/json"
 
 
 def main():
@@ -88,9 +99,9 @@ def main():
         def log_message(self, *a):
             pass
 
-        def reply(self, status, body):
+        def reply(self, status, body, content_type="application/json"):
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

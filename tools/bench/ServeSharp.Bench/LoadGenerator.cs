@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace ServeSharp.Bench;
 
 /// <summary>One scenario's figures.</summary>
-public sealed record LoadResult(int Requests, int Failures, double Seconds, double P50, double P90, double P99, long PeakRssBytes)
+public sealed record LoadResult(int Requests, int Failures, double Seconds, double P50, double P90, double P99, long PeakRssBytes, double Mean = double.NaN)
 {
     public double Throughput => Requests / Seconds;
 }
@@ -49,7 +49,7 @@ public static class LoadGenerator
         await Task.WhenAll(clients);
         var seconds = clock.Elapsed.TotalSeconds;
         Array.Sort(latencies);
-        return new LoadResult(total, failures, seconds, Percentile(latencies, 0.50), Percentile(latencies, 0.90), Percentile(latencies, 0.99), PeakRss(serverPid));
+        return new LoadResult(total, failures, seconds, Percentile(latencies, 0.50), Percentile(latencies, 0.90), Percentile(latencies, 0.99), PeakRss(serverPid), latencies.Average());
     }
 
     private static double Percentile(double[] sorted, double q) => sorted[(int)Math.Round(q * (sorted.Length - 1))];

@@ -6,13 +6,13 @@ using ServeSharp.Archive;
 using ServeSharp.Bench;
 
 // tools/bench: one command, both servers, the same weights, alternating scenarios, one markdown table.
-//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,slide,peak,batching,isolation,protocols]
+//   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,scaling,memory,slide,peak,batching,isolation,protocols]
 // (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it; SERVESHARP_BENCH_SERVER=DLL
 //  measures another build of the server; --only package with SERVESHARP_BENCH_CPU_SERVER=DLL compares CPU inference through
 //  the default build's GPU ONNX Runtime package with a -p:ServeSharpCpuOnly=true build)
 var quick = args.Contains("--quick");
 var noPeer = args.Contains("--no-peer");
-string[] all = ["mobilenet", "resnet", "slide", "batching", "isolation", "protocols", "peak"];
+string[] all = ["mobilenet", "resnet", "scaling", "memory", "slide", "batching", "isolation", "protocols", "peak"];
 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? all;
 var root = FindRoot();
 var work = Directory.CreateDirectory(Path.Combine(root, "bench", "out")).FullName;
@@ -32,50 +32,132 @@ Python("tools/bench/photos.py", photos);
 var images = Directory.GetFiles(photos, "*.jpg").Where(f => !f.EndsWith("large.jpg", StringComparison.Ordinal)).Order().Select(File.ReadAllBytes).ToList();
 var large = File.ReadAllBytes(Path.Combine(photos, "large.jpg"));
 var rows = new List<string>();
+var sections = new StringBuilder(); // the per-request breakdown tables, after the rows
 var cores = Environment.ProcessorCount;
+var cpu = CpuInfo.ThisMachine();
+var bareRates = new Dictionary<string, BareRate>();
+var stageMetricMissing = false;
+Say($"Machine: {cpu}");
 
 // Every contender is a fresh server process holding only its model, so its peak RSS is that model's.
 // The peer runs the ways a TorchServe user could set it up on this machine: one worker with every core, a worker
 // per core with one thread each, and TorchServe's default (a worker per core, torch using every core in each);
 // ServeSharp is compared with the best of them.
-Contender Ours(string label, string name, string path) => new($"ServeSharp ({label})", () => BenchServer.StartServeSharpAsync(Directory.CreateDirectory(Path.Combine(work, "server-" + name)).FullName, store, [$"{name}={name}.mar"]), path);
-Contender Peer(string state, int workers, int threads, string path) => new($"peer ({workers} × {threads} threads)", () => BenchServer.StartPeerAsync(root, state, workers, threads), path);
+// Each ServeSharp contender carries its bare twin (same ONNX file, batch size, workers and threads: the server plans
+// cores / workers intra-op threads per worker) for the efficiency column.
+Contender Ours(string label, string name, string path, int workers = 1, BareSpec? bare = null) =>
+    new($"ServeSharp ({label})", () => BenchServer.StartServeSharpAsync(Directory.CreateDirectory(Path.Combine(work, "server-" + name)).FullName, store, [$"{name}={name}.mar"]), path, workers, bare, name);
+Contender Peer(string state, int workers, int threads, string path) => new($"peer ({workers} × {threads} threads)", () => BenchServer.StartPeerAsync(root, state, workers, threads), path, workers);
+BareSpec Twin(string onnx, IReadOnlyList<int[]> shapes, int workers, int batchSize = 1, bool shared = false) => new(onnx, shapes, batchSize, workers, Math.Max(1, cores / workers), shared);
 
-if (only.Contains("mobilenet"))
+// The mobilenet contenders serve the mobilenet scenario and the scaling one (at the best configuration found here).
+const string mobilenetTitle = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON";
+Contender? oursBest = null, peerBest = null;
+Contender ours1 = null!, oursW = null!, oursB = null!, peer1 = null!, peerW = null!, peerD = null!;
+if (only.Contains("mobilenet") || only.Contains("scaling"))
 {
     const string torchserve = "  mode: torchserve\n";
     Archive("mnv3", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", torchserve);
     Archive("mnv3w", mobilenet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\n", torchserve);
     Archive("mnv3b", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 10\n", torchserve);
-    var ours1 = Ours("1 worker × 2 threads", "mnv3", "/predictions/mnv3");
-    var oursW = Ours($"{cores} workers × 1 thread", "mnv3w", "/predictions/mnv3w");
-    var oursB = Ours("1 worker × 2 threads, batching 8 / 10 ms", "mnv3b", "/predictions/mnv3b");
-    var peer1 = Peer(mobilenet.State, 1, cores, "/predictions/mnv3");
-    var peerW = Peer(mobilenet.State, cores, 1, "/predictions/mnv3");
-    var peerD = Peer(mobilenet.State, cores, cores, "/predictions/mnv3");
-    await Agreement("deeplabv3_mobilenet_v3_large torchserve mode", ours1 with { Path = "/predictions/mnv3?output=torchserve" }, peer1);
-    var n = quick ? 24 : 64;
-    const string title = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON";
-    await Scenario(title, 1, n, [ours1, oursW], [peer1, peerW], warm: 40);
-    await Scenario(title, 8, n * 2, [ours1, oursW, oursB], [peer1, peerW, peerD], warm: 40);
+    ours1 = Ours($"1 worker × {cores} threads", "mnv3", "/predictions/mnv3", 1, Twin(mobilenet.Onnx, InputShapes.TorchServe, 1));
+    oursW = Ours($"{cores} workers × 1 thread", "mnv3w", "/predictions/mnv3w", cores, Twin(mobilenet.Onnx, InputShapes.TorchServe, cores));
+    oursB = Ours($"1 worker × {cores} threads, batching 8 / 10 ms", "mnv3b", "/predictions/mnv3b", 1, Twin(mobilenet.Onnx, InputShapes.TorchServe, 1, batchSize: 8));
+    peer1 = Peer(mobilenet.State, 1, cores, "/predictions/mnv3");
+    peerW = Peer(mobilenet.State, cores, 1, "/predictions/mnv3");
+    peerD = Peer(mobilenet.State, cores, cores, "/predictions/mnv3");
 }
 
+if (only.Contains("mobilenet"))
+{
+    if (!noPeer) await Agreement("deeplabv3_mobilenet_v3_large torchserve mode", ours1 with { Path = "/predictions/mnv3?output=torchserve" }, peer1);
+    var n = quick ? 24 : 64;
+    var one = await Scenario(mobilenetTitle, 1, n, [ours1, oursW], [peer1, peerW], warm: 40);
+    var eight = await Scenario(mobilenetTitle, 8, n * 2, [ours1, oursW, oursB], [peer1, peerW, peerD], warm: 40);
+    Say(Efficiency.Goal($"{mobilenetTitle} c=1, best ServeSharp row", one.Where(r => r.Ours).Max(r => r.Efficiency), 0.80));
+    Say(Efficiency.Goal($"{mobilenetTitle} c=8, best ServeSharp row", eight.Where(r => r.Ours).Max(r => r.Efficiency), 0.80));
+    // The scaling scenario runs each server at its best configuration here: its highest throughput with 8 clients.
+    oursBest = eight.Where(r => r.Ours).MaxBy(r => r.Result.Throughput)?.Who;
+    peerBest = eight.Where(r => !r.Ours).MaxBy(r => r.Result.Throughput)?.Who;
+}
+
+// Equal work: both servers answer TorchServe's JSON (at the photograph's size: logits resized, softmax, max, per-pixel
+// pairs), then both answer the class map as an 8-bit PNG (the peer with the few lines a TorchServe user adds to postprocess).
 if (only.Contains("resnet"))
 {
     const string torchvision = "  mode: torchvision\n  resize_size: 520\n";
     Archive("rn50", resnet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 600\n", torchvision);
     Archive("rn50w", resnet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\nresponseTimeout: 600\n", torchvision);
-    var ours1 = Ours("1 worker × 2 threads", "rn50", "/predictions/rn50?output=mask");
-    var oursW = Ours($"{cores} workers × 1 thread", "rn50w", "/predictions/rn50w?output=mask");
+    var shapes = InputShapes.Torchvision(images, 520);
     const string peerPath = "/predictions/rn50?mode=torchvision&resize_size=520";
-    var peer1 = Peer(resnet.State, 1, cores, peerPath);
-    var peerW = Peer(resnet.State, cores, 1, peerPath);
-    var peerD = Peer(resnet.State, cores, cores, peerPath);
-    await Agreement("deeplabv3_resnet50 torchserve mode", ours1 with { Path = "/predictions/rn50?output=torchserve&mode=torchserve" }, peer1 with { Path = "/predictions/rn50" });
     var n = quick ? 3 : 6;
-    const string title = "deeplabv3_resnet50, torchvision mode 520 (ServeSharp: mask PNG; peer: JSON)";
-    await Scenario(title, 1, n, [ours1], [peer1]);
-    await Scenario(title, 8, n * 2, [ours1, oursW], [peer1, peerW, peerD]);
+    (string Output, string Ours, string Peer, double Goal)[] outputs = [("TorchServe JSON", "output=torchserve", "", 0.0), ("mask PNG", "output=mask", "&output=mask", 0.90)];
+    foreach (var (output, oursQuery, peerQuery, goal) in outputs)
+    {
+        var rn1 = Ours($"1 worker × {cores} threads", "rn50", "/predictions/rn50?" + oursQuery, 1, Twin(resnet.Onnx, shapes, 1));
+        var rnW = Ours($"{cores} workers × 1 thread", "rn50w", "/predictions/rn50w?" + oursQuery, cores, Twin(resnet.Onnx, shapes, cores));
+        var rnPeer1 = Peer(resnet.State, 1, cores, peerPath + peerQuery);
+        var rnPeerW = Peer(resnet.State, cores, 1, peerPath + peerQuery);
+        var rnPeerD = Peer(resnet.State, cores, cores, peerPath + peerQuery);
+        if (!noPeer) await Agreement($"deeplabv3_resnet50 torchvision mode 520, {output}", rn1, rnPeer1);
+        var title = $"deeplabv3_resnet50, torchvision mode 520, {output} (both servers)";
+        var one = await Scenario(title, 1, n, [rn1], [rnPeer1]);
+        var eight = await Scenario(title, 8, n * 2, [rn1, rnW], [rnPeer1, rnPeerW, rnPeerD]);
+        if (goal > 0)
+        {
+            Say(Efficiency.Goal($"{title} c=1, best ServeSharp row", one.Where(r => r.Ours).Max(r => r.Efficiency), goal));
+            Say(Efficiency.Goal($"{title} c=8, best ServeSharp row", eight.Where(r => r.Ours).Max(r => r.Efficiency), goal));
+        }
+    }
+    if (!noPeer)
+        await Agreement("deeplabv3_resnet50 torchserve mode", Ours("", "rn50", "/predictions/rn50?output=torchserve&mode=torchserve"), Peer(resnet.State, 1, cores, "/predictions/rn50"));
+}
+
+// Throughput and latency as the load grows, each server at its best configuration, and the plot of it.
+if (only.Contains("scaling"))
+{
+    int[] steps = [1, 2, 4, 8, 16, 32];
+    var chosen = oursBest is null ? " (not measured in this run: add mobilenet to --only to choose by measurement)" : " (best with 8 clients in the mobilenet scenario)";
+    var contenders = new List<(Contender Who, bool Ours)> { (oursBest ?? oursW, true) };
+    if (!noPeer) contenders.Add((peerBest ?? peer1, false));
+    Say($"scaling: {contenders[0].Who.Label}{(contenders.Count > 1 ? $" and {contenders[1].Who.Label}" : "")}{chosen}");
+    var results = new List<(Contender Who, bool Ours, int Clients, LoadResult Result)>();
+    foreach (var (who, isOurs) in contenders)
+    {
+        using var server = await who.Start();
+        await Warm(server, who.Path, images, 40);
+        foreach (var clients in steps)
+            results.Add((who, isOurs, clients, await LoadGenerator.RunAsync(server.Http, who.Path, images, clients, Math.Max(quick ? 16 : 48, clients * (quick ? 2 : 4)), server.Pid)));
+    }
+    const string title = mobilenetTitle + ": scaling";
+    foreach (var (who, isOurs, clients, r) in results)
+    {
+        var peer = results.FirstOrDefault(p => !p.Ours && p.Clients == clients).Result;
+        var efficiency = isOurs ? Efficiency.Of(r.Throughput, Bare(who.Bare)) : null;
+        rows.Add(Row(title, clients, who.Label, r, isOurs ? peer : null, who.Workers, efficiency));
+        Say(string.Create(CultureInfo.InvariantCulture, $"{title} c={clients} {who.Label}: {r.Throughput:F2} req/s, p50 {r.P50:F0} ms, p99 {r.P99:F0} ms"));
+    }
+    var plot = Path.Combine(root, "bench", "latency-vs-load.png");
+    LatencyPlot.Write(plot, $"{mobilenetTitle}: latency vs load, clients {string.Join(", ", steps)} ({cores} cores)",
+        results.Select(r => new LoadPoint(r.Ours ? "ServeSharp" : "peer", r.Clients, r.Result.Throughput, r.Result.P50, r.Result.P99)).ToList());
+    Say($"scaling: wrote {Path.GetRelativePath(root, plot)}");
+}
+
+// Memory: 2 workers with an InferenceSession each, against 2 workers sharing one (model-config.yaml sharedSession: true,
+// ServeSharp's own key). A build that does not know the key warns "unknown key" and gives each worker its own session.
+if (only.Contains("memory"))
+{
+    const string config = "minWorkers: 2\nmaxWorkers: 2\nbatchSize: 1\n";
+    Archive("mnv3m", mobilenet.Onnx, config, "  mode: torchserve\n");
+    Archive("mnv3ms", mobilenet.Onnx, config + "sharedSession: true\n", "  mode: torchserve\n");
+    var each = Ours("2 workers, a session each", "mnv3m", "/predictions/mnv3m", 2, Twin(mobilenet.Onnx, InputShapes.TorchServe, 2));
+    var shared = Ours("2 workers, one shared session (sharedSession: true)", "mnv3ms", "/predictions/mnv3ms", 2, Twin(mobilenet.Onnx, InputShapes.TorchServe, 2, shared: true));
+    const string title = mobilenetTitle + ": a session per worker or one shared";
+    var results = await Scenario(title, 8, quick ? 48 : 128, [each, shared], [], warm: 40);
+    var (a, b) = (results[0].Result, results[1].Result);
+    Say(string.Create(CultureInfo.InvariantCulture,
+        $"{title} c=8: peak RSS {b.PeakRssBytes / 1048576.0:F0} MiB shared ({b.PeakRssBytes / 2097152.0:F0} per worker) against {a.PeakRssBytes / 1048576.0:F0} MiB a session each ({a.PeakRssBytes / 2097152.0:F0} per worker): {(b.PeakRssBytes - a.PeakRssBytes) / 1048576.0:+0;-0} MiB; throughput {b.Throughput / a.Throughput:P1} of a session each"));
+    if (ServerSaid("sharedSession")) Say("memory: this server build does not know sharedSession (it logged \"unknown key 'sharedSession'\"): both rows give each worker its own session");
 }
 
 // One aggregator per model: with 2 workers, batchSize 8 and maxBatchDelay 10 ms, how full are the batches it forms?
@@ -92,7 +174,7 @@ if (only.Contains("batching"))
         var before = await server.BatchSizesAsync();
         var r = await LoadGenerator.RunAsync(server.Http, batching.Path, images, clients, quick ? 48 : 160, server.Pid);
         var after = await server.BatchSizesAsync();
-        rows.Add(Row(title, clients, batching.Label, r, null));
+        rows.Add(Row(title, clients, batching.Label, r, null, workers: 2));
         Say($"{title} c={clients}: {r.Throughput:F2} req/s, p99 {r.P99:F0} ms; batch sizes {Distribution(before, after)}");
     }
 }
@@ -217,32 +299,80 @@ if (only.Contains("peak"))
 WriteResults();
 return 0;
 
-async Task Scenario(string title, int clients, int total, Contender[] ours, Contender[] peers, int warm = 0)
+async Task<List<ScenarioResult>> Scenario(string title, int clients, int total, Contender[] ours, Contender[] peers, int warm = 0)
 {
     if (noPeer) peers = [];
     // Alternate: ours, peer, ours, peer, ... so slow drifts of the machine touch both sides alike.
-    var results = new List<(Contender Who, LoadResult Result, bool Ours)>();
+    var results = new List<ScenarioResult>();
     for (var i = 0; i < Math.Max(ours.Length, peers.Length); i++)
     {
-        if (i < ours.Length) results.Add((ours[i], await Measure(ours[i], clients, total, warm), true));
-        if (i < peers.Length) results.Add((peers[i], await Measure(peers[i], clients, total, warm), false));
+        if (i < ours.Length) results.Add(new(ours[i], await Measure(ours[i], clients, total, warm, $"{title} c={clients} {ours[i].Label}"), true, null));
+        if (i < peers.Length) results.Add(new(peers[i], await Measure(peers[i], clients, total, warm), false, null));
     }
+    // The bare model runs with no server up (after the measured rows, so the servers' figures are taken first).
+    results = results.ConvertAll(r => r.Ours ? r with { Efficiency = Efficiency.Of(r.Result.Throughput, Bare(r.Who.Bare)) } : r);
     // Compared with the peer at its best on each count: its highest throughput and its lowest p99.
     var peerResults = results.Where(r => !r.Ours).Select(r => r.Result).ToList();
     var best = peerResults.Count == 0 ? null : peerResults.MaxBy(r => r.Throughput)! with { P99 = peerResults.Min(r => r.P99) };
-    foreach (var r in results.OrderBy(r => !r.Ours))
+    results = [.. results.OrderBy(r => !r.Ours)];
+    foreach (var r in results)
     {
-        rows.Add(Row(title, clients, r.Who.Label, r.Result, r.Ours ? best : null));
-        Say($"{title} c={clients} {r.Who.Label}: {r.Result.Throughput:F2} req/s, p99 {r.Result.P99:F0} ms");
+        rows.Add(Row(title, clients, r.Who.Label, r.Result, r.Ours ? best : null, r.Who.Workers, r.Efficiency));
+        Say(string.Create(CultureInfo.InvariantCulture,
+            $"{title} c={clients} {r.Who.Label}: {r.Result.Throughput:F2} req/s, p99 {r.Result.P99:F0} ms, peak RSS {r.Result.PeakRssBytes / 1048576.0:F0} MiB ({r.Result.PeakRssBytes / 1048576.0 / r.Who.Workers:F0} per worker){(r.Efficiency is { } e ? $", efficiency {e:P1}" : "")}"));
     }
+    return results;
 }
 
-async Task<LoadResult> Measure(Contender who, int clients, int total, int warm)
+// breakdownTitle: scrape servesharp_request_stage_seconds before and after the measured part (ServeSharp only).
+async Task<LoadResult> Measure(Contender who, int clients, int total, int warm, string? breakdownTitle = null)
 {
     using var server = await who.Start();
     await Warm(server, who.Path, images, warm);
-    return await LoadGenerator.RunAsync(server.Http, who.Path, images, clients, total, server.Pid);
+    var scrape = breakdownTitle is not null && who.Model is not null && server.MetricsPort is not null;
+    var before = scrape ? await StagesAsync(server, who.Model!) : null;
+    var result = await LoadGenerator.RunAsync(server.Http, who.Path, images, clients, total, server.Pid);
+    var after = scrape && before is not null ? await StagesAsync(server, who.Model!) : null;
+    if (scrape && (before is null || after is null))
+    {
+        if (!stageMetricMissing) Say($"per-request breakdown: the server exports no {StageBreakdown.Metric} on its metrics port; no breakdown tables in this run");
+        stageMetricMissing = true;
+    }
+    else if (before is not null && after is not null)
+    {
+        var table = StageBreakdown.Table(breakdownTitle!, StageBreakdown.Compute(before, after, result.Mean));
+        Console.WriteLine(table);
+        sections.AppendLine(table);
+    }
+    return result;
 }
+
+async Task<Dictionary<string, StageTotal>?> StagesAsync(BenchServer server, string model)
+{
+    try
+    {
+        return StageBreakdown.Parse(await server.MetricsTextAsync(), model);
+    }
+    catch (HttpRequestException)
+    {
+        return null;
+    }
+}
+
+// The bare model for a ServeSharp contender, once per set-up in a run (same ONNX file, batch, workers, threads).
+BareRate? Bare(BareSpec? spec)
+{
+    if (spec is null) return null;
+    if (bareRates.TryGetValue(spec.Key, out var known)) return known;
+    var rate = BareModel.Measure(spec, minRunsPerWorker: spec.Shapes.Count * (quick ? 1 : 2), minTime: TimeSpan.FromSeconds(quick ? 2 : 8));
+    bareRates[spec.Key] = rate;
+    Say(string.Create(CultureInfo.InvariantCulture,
+        $"bare {Path.GetFileNameWithoutExtension(spec.Onnx)} {string.Join(", ", spec.Shapes.Select(s => $"{s[2]}×{s[1]}").Distinct())}, batch {spec.BatchSize}, {spec.Workers} × {spec.Threads} threads{(spec.Shared ? ", one shared session" : "")}: {rate.InferencesPerSecond:F2} inferences/s ({rate.Images} in {rate.Seconds:F1} s)"));
+    return rate;
+}
+
+// Whether a ServeSharp server said "unknown key '<key>'" about its model-config.yaml.
+static bool ServerSaid(string key) => BenchServer.ConfigWarnings.Any(l => l.Contains($"unknown key '{key}'", StringComparison.Ordinal));
 
 // "size×batches, …, mean m" over the measured window, or n/a when the server does not report batch sizes.
 static string Distribution(SortedDictionary<int, long>? before, SortedDictionary<int, long>? after)
@@ -254,9 +384,9 @@ static string Distribution(SortedDictionary<int, long>? before, SortedDictionary
     return string.Create(CultureInfo.InvariantCulture, $"{parts} (size×batches; {batches} batches, mean {(batches == 0 ? 0 : (double)requests / batches):F2})");
 }
 
-string Row(string scenario, int clients, string server, LoadResult r, LoadResult? peer) =>
+string Row(string scenario, int clients, string server, LoadResult r, LoadResult? peer, int workers = 1, double? efficiency = null) =>
     string.Create(CultureInfo.InvariantCulture,
-        $"| {scenario} | {clients} | {server} | {r.Throughput:F2} | {r.P50:F0} | {r.P90:F0} | {r.P99:F0} | {r.PeakRssBytes / 1048576.0:F0} | {(peer is null ? "" : $"{r.Throughput / peer.Throughput:F2}× / {r.P99 / peer.P99:F2}×")} | {r.Failures} |");
+        $"| {scenario} | {clients} | {server} | {r.Throughput:F2} | {r.P50:F0} | {r.P90:F0} | {r.P99:F0} | {r.PeakRssBytes / 1048576.0:F0} | {r.PeakRssBytes / 1048576.0 / workers:F0} | {Efficiency.Cell(efficiency)} | {(peer is null ? "" : $"{r.Throughput / peer.Throughput:F2}× / {r.P99 / peer.P99:F2}×")} | {r.Failures} |");
 
 // Every worker sees every image (the first run of a shape plans its kernels), and fast models run until the JIT has
 // settled (.NET tiers hot methods up over their first few dozen calls).
@@ -270,17 +400,27 @@ async Task Agreement(string title, Contender ours, Contender peer)
     long same = 0, total = 0;
     foreach (var image in images)
     {
-        var x = Classes(await (await a.Http.PostAsync(ours.Path, new ByteArrayContent(image))).Content.ReadAsStringAsync());
-        var y = Classes(await (await b.Http.PostAsync(peer.Path, new ByteArrayContent(image))).Content.ReadAsStringAsync());
+        var x = Classes(await (await a.Http.PostAsync(ours.Path, new ByteArrayContent(image))).Content.ReadAsByteArrayAsync());
+        var y = Classes(await (await b.Http.PostAsync(peer.Path, new ByteArrayContent(image))).Content.ReadAsByteArrayAsync());
         for (var i = 0; i < Math.Min(x.Count, y.Count); i++) same += x[i] == y[i] ? 1 : 0;
         total += Math.Max(x.Count, y.Count);
     }
     Say($"{title}: class agreement ServeSharp vs peer {(double)same / total:P2} over {total} pixels");
 }
 
-static List<int> Classes(string json)
+// The classes of an answer: TorchServe's JSON ([class, probability] per pixel) or an 8-bit PNG mask.
+static List<int> Classes(byte[] answer)
 {
-    using var doc = JsonDocument.Parse(json);
+    if (answer.AsSpan().StartsWith((ReadOnlySpan<byte>)[0x89, (byte)'P', (byte)'N', (byte)'G']))
+    {
+        using var bitmap = SkiaSharp.SKBitmap.Decode(answer);
+        using var gray = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(bitmap.Width, bitmap.Height, SkiaSharp.SKColorType.Gray8, SkiaSharp.SKAlphaType.Opaque));
+        bitmap.CopyTo(gray, SkiaSharp.SKColorType.Gray8);
+        var pixels = new List<int>(gray.Width * gray.Height);
+        foreach (var b in gray.GetPixelSpan()) pixels.Add(b);
+        return pixels;
+    }
+    using var doc = JsonDocument.Parse(answer);
     var result = new List<int>();
     foreach (var row in doc.RootElement.EnumerateArray())
         foreach (var px in row.EnumerateArray()) result.Add((int)px[0].GetDouble());
@@ -318,22 +458,26 @@ string Python(string script, params string[] arguments)
 
 void WriteResults()
 {
-    var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?";
-    string[] simdFlags = ["avx2", "fma", "avx512f"];
-    var simd = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) is { } flags
-        ? string.Join(" ", simdFlags.Where(f => flags.Split(' ').Contains(f))) : "?";
     var md = new StringBuilder();
     md.AppendLine("# Benchmark results");
     md.AppendLine();
     md.AppendLine($"Written by `dotnet run --project tools/bench/ServeSharp.Bench -c Release{(args.Length > 0 ? " -- " + string.Join(' ', args) : "")}` on {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
-    md.AppendLine($"Machine: {cpu} ({simd}), {cores} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0:F0} GiB; .NET {Environment.Version}; ONNX Runtime {typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version}; the peer runs Debian's PyTorch/torchvision.");
+    md.AppendLine($"Machine: {cpu}, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0:F0} GiB; .NET {Environment.Version}; ONNX Runtime {typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version}; the peer runs Debian's PyTorch/torchvision.");
     md.AppendLine("Both servers serve the same weights (seeded random init). Each row is a fresh server process holding only that model; closed-loop clients on loopback, JPEG photographs of four sizes, every worker warmed first. The ratio column compares with the peer at its best in the same scenario: its highest throughput and its lowest p99 over its configurations.");
+    md.AppendLine("Peak RSS is the server's process tree; per worker is that divided by the workers (the peer's workers are processes, ServeSharp's are threads sharing one process). Efficiency (ServeSharp rows) is served req/s ÷ the bare model's inferences/s: the same ONNX file through ONNX Runtime in the bench's process, same batch size, workers and threads, pre-made input tensors of the preprocessed shapes, no server up; goals, reported and not asserted: ≥ 80 % for TorchServe JSON at 224, ≥ 90 % for the mask PNG at 520.");
     md.AppendLine();
-    md.AppendLine("| scenario | clients | server | req/s | p50 ms | p90 ms | p99 ms | peak RSS MiB | ServeSharp / best peer (throughput / p99) | failures |");
-    md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+    md.AppendLine("| scenario | clients | server | req/s | p50 ms | p90 ms | p99 ms | peak RSS MiB | peak RSS MiB per worker | efficiency | ServeSharp / best peer (throughput / p99) | failures |");
+    md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
     foreach (var row in rows) md.AppendLine(row);
     md.AppendLine();
     foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)) md.AppendLine($"- {line}");
+    if (sections.Length > 0)
+    {
+        md.AppendLine();
+        md.AppendLine($"### Per-request time by stage ({StageBreakdown.Metric}: Δsum ÷ Δcount over each ServeSharp row's measured part; machine: {cpu})");
+        md.AppendLine();
+        md.Append(sections);
+    }
     var path = Path.Combine(root, "bench", all.All(only.Contains) ? "RESULTS.md" : "RESULTS-partial.md");
     File.WriteAllText(path, md.ToString());
     Console.WriteLine($"wrote {path}");
@@ -347,4 +491,7 @@ static string FindRoot()
 }
 
 /// <summary>One server set-up in a scenario: how to start it and which path to load.</summary>
-internal sealed record Contender(string Label, Func<Task<BenchServer>> Start, string Path);
+internal sealed record Contender(string Label, Func<Task<BenchServer>> Start, string Path, int Workers = 1, BareSpec? Bare = null, string? Model = null);
+
+/// <summary>One contender's figures in a scenario; <see cref="Efficiency"/> for ServeSharp's rows.</summary>
+internal sealed record ScenarioResult(Contender Who, LoadResult Result, bool Ours, double? Efficiency);

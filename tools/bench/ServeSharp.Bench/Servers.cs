@@ -17,6 +17,17 @@ public sealed class BenchServer : IDisposable
         MetricsPort = metricsPort;
     }
 
+    /// <summary>What ServeSharp servers printed about their model-config.yaml ("unknown key ..."), over the whole run.</summary>
+    public static System.Collections.Concurrent.ConcurrentQueue<string> ConfigWarnings { get; } = new();
+
+    /// <summary>The metrics API's Prometheus text (ServeSharp only).</summary>
+    public async Task<string> MetricsTextAsync()
+    {
+        if (MetricsPort is not { } port) throw new InvalidOperationException($"{Name} has no metrics port");
+        using var client = new HttpClient();
+        return await client.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+    }
+
     /// <summary>The server's metrics API port (ServeSharp only).</summary>
     public int? MetricsPort { get; }
 
@@ -78,8 +89,8 @@ public sealed class BenchServer : IDisposable
             info.ArgumentList.Add(a);
         info.Environment["SERVESHARP_PID_FILE"] = Path.Combine(dir, "servesharp.pid");
         var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, e) => KeepConfigWarning(e.Data);
+        process.ErrorDataReceived += (_, e) => KeepConfigWarning(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var server = new BenchServer("ServeSharp", process, port, metricsPort) { GrpcInferencePort = grpcPort };
@@ -105,6 +116,11 @@ public sealed class BenchServer : IDisposable
         var server = new BenchServer("peer (TorchServe handler path)", process, port);
         await server.WaitHealthyAsync();
         return server;
+    }
+
+    private static void KeepConfigWarning(string? line)
+    {
+        if (line is not null && line.Contains("unknown key", StringComparison.Ordinal)) ConfigWarnings.Enqueue(line);
     }
 
     private async Task WaitHealthyAsync()
