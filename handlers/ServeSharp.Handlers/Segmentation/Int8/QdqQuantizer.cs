@@ -20,12 +20,15 @@ internal static class QdqQuantizer
     private const int Float = (int)TensorProto.Types.DataType.Float;
 
     /// <summary>What quantization will touch: the Convs, and the activations whose ranges calibration must measure.</summary>
-    internal sealed record Plan(ModelProto Model, IReadOnlyList<NodeProto> Convs, IReadOnlyList<string> Activations);
+    /// <param name="Original">The model as given: calibration runs it (a folded Relu must still clamp there).</param>
+    /// <param name="Model">The model with Identity-shared initializers and Conv → Relu pairs folded: the one quantized.</param>
+    internal sealed record Plan(ModelProto Original, ModelProto Model, IReadOnlyList<NodeProto> Convs, IReadOnlyList<string> Activations);
 
-    /// <summary>Reads the model and folds Conv → Relu pairs; the plan's model is the one to calibrate and quantize.</summary>
+    /// <summary>Reads the model and folds Conv → Relu pairs; every activation of the plan has the same name in both models.</summary>
     public static Plan Prepare(byte[] modelBytes)
     {
-        var model = ModelProto.Parser.ParseFrom(modelBytes);
+        var original = ModelProto.Parser.ParseFrom(modelBytes);
+        var model = original.Clone();
         var graph = model.Graph ?? throw new InvalidDataException("not an ONNX model: no graph");
         var opset = model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")?.Version ?? 0;
         if (opset < 13)
@@ -34,12 +37,12 @@ internal static class QdqQuantizer
         var graphOutputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
 
         FoldIdentities(graph, initializers, graphOutputs);
-        FoldRelus(graph, graphOutputs);
-
         var convs = graph.Node.Where(n => n.OpType == "Conv" && string.IsNullOrEmpty(n.Domain) && n.Input.Count >= 2
             && initializers.TryGetValue(n.Input[1], out var w) && w.DataType == Float && w.Dims.Count == 4
             && (n.Input.Count < 3 || n.Input[2].Length == 0 || initializers.ContainsKey(n.Input[2]))).ToList();
         var feedsConv = FeedsConv(graph);
+        // Only a Conv whose output is quantized may lose its Relu: the quantized range [0, max] does the clamping.
+        FoldRelus(graph, convs.Where(c => feedsConv.Contains(c.Output[0])).ToHashSet(ReferenceEqualityComparer.Instance), graphOutputs);
         var activations = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var conv in convs)
@@ -48,13 +51,13 @@ internal static class QdqQuantizer
             // The head's output (the logits, before their resize) stays float: argmax decides on it, and no Conv after it gains.
             if (!graphOutputs.Contains(conv.Output[0]) && feedsConv.Contains(conv.Output[0]) && seen.Add(conv.Output[0])) activations.Add(conv.Output[0]);
         }
-        return new Plan(model, convs, activations);
+        return new Plan(original, model, convs, activations);
     }
 
-    /// <summary>The plan's model with every activation in <paramref name="activations"/> added as a float graph output.</summary>
+    /// <summary>The original model with every activation of the plan added as a float graph output.</summary>
     public static byte[] WithOutputs(Plan plan)
     {
-        var model = plan.Model.Clone();
+        var model = plan.Original.Clone();
         var existing = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var name in plan.Activations.Where(a => !existing.Contains(a)))
             model.Graph.Output.Add(new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = Float } } });
@@ -183,7 +186,7 @@ internal static class QdqQuantizer
     }
 
     // Conv → Relu (the Relu the Conv's only consumer): the Conv writes the Relu's output, and the Relu goes.
-    private static void FoldRelus(GraphProto graph, HashSet<string> graphOutputs)
+    private static void FoldRelus(GraphProto graph, HashSet<object?> foldable, HashSet<string> graphOutputs)
     {
         var consumers = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
@@ -192,7 +195,7 @@ internal static class QdqQuantizer
 
         var removed = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
         var dropped = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var conv in graph.Node.Where(n => n.OpType == "Conv").ToList())
+        foreach (var conv in graph.Node.Where(foldable.Contains).ToList())
         {
             var output = conv.Output[0];
             if (graphOutputs.Contains(output) || !consumers.TryGetValue(output, out var users) || users.Count != 1) continue;
