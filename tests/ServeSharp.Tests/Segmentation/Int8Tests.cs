@@ -14,22 +14,25 @@ namespace ServeSharp.Tests.Segmentation;
 /// <summary>
 /// precision: int8 on the fitted DeepLabV3-MobileNetV3 of the parity tests (a random DeepLab is too chaotic for
 /// agreement to mean anything): calibrated on three photographs, checked on a fourth held out, through the quantizer,
-/// the archiver's parity gate and a real in-process server. (Measured here with min/max calibration: the held-out
-/// chelsea agrees on 100 % of pixels, but the calibration photos themselves only on 97.7–99.4 %: this model has
-/// wide low-margin regions there, and the gate refuses when it is measured on them. The tests state what holds.)
+/// the archiver's parity gate and a real in-process server. Measured here with min/max calibration, this model's int8
+/// class maps agree with fp32 on 97.7–99.4 % of the pixels of the photographs with several classes (chelsea is one
+/// class throughout, so agreeing on it proves nothing): below the 99.5 % gate. So the tests hold the gate to refusing,
+/// and a forced archive to being served exactly as its report says.
 /// </summary>
 [Collection("parity")]
 public sealed class Int8Tests(ParityModels models, ITestOutputHelper log)
 {
     private static readonly string[] Calibration = ["astronaut.png", "coffee.png", "rocket.png"];
     private const string HeldOut = "chelsea.png";
+    private const string Informative = "rocket.png"; // several classes
 
     [Fact]
-    public void The_quantized_model_agrees_with_fp32_on_a_held_out_photo_and_runs_as_QLinearConv()
+    public void The_quantized_model_runs_as_QLinearConv_close_to_fp32()
     {
-        var result = Int8Quantization.Quantize(models.DeepLabV3MobileNet.Onnx, ConfigSection.Empty, [.. Calibration.Select(models.Photo)], [models.Photo(HeldOut)], threads: 2);
-        log.WriteLine($"{result.Convs} Convs, {result.Activations} activations; agreement on {HeldOut}: {result.Agreement:P3}");
-        Assert.True(result.Agreement >= QuantizationReport.DefaultGate, $"agreement {result.Agreement:P3} < 99.5 %");
+        var result = Int8Quantization.Quantize(models.DeepLabV3MobileNet.Onnx, ConfigSection.Empty, [.. Calibration.Select(models.Photo)], [.. ParityModels.PngPhotos.Select(models.Photo)], threads: 2);
+        log.WriteLine($"{result.Convs} Convs, {result.Activations} activations; agreement {result.Agreement:P3}: " + string.Join(", ", result.Images.Select(i => $"{i.Image} {i.Agreement:P3}")));
+        // Not the gate (see above): a bound that a broken quantization (a lost Relu, a wrong scale) falls far below.
+        Assert.True(result.Images.All(i => i.Agreement >= 0.95), "an image agrees on less than 95 % of its pixels");
 
         // What ONNX Runtime makes of it: each DQ → Conv → Q fused into one QLinearConv.
         using var dir = new TempDir();
@@ -46,7 +49,7 @@ public sealed class Int8Tests(ParityModels models, ITestOutputHelper log)
     [Fact]
     public void Clipped_calibration_ranges_fall_below_the_gate()
     {
-        var result = Int8Quantization.Quantize(models.DeepLabV3MobileNet.Onnx, ConfigSection.Empty, [.. Calibration.Select(models.Photo)], [models.Photo(HeldOut)], threads: 2, narrowRanges: 0.05f);
+        var result = Int8Quantization.Quantize(models.DeepLabV3MobileNet.Onnx, ConfigSection.Empty, [.. Calibration.Select(models.Photo)], [models.Photo(Informative)], threads: 2, narrowRanges: 0.05f);
         log.WriteLine($"agreement with ranges at 5 %: {result.Agreement:P3}");
         Assert.True(result.Agreement < QuantizationReport.DefaultGate);
     }
@@ -72,25 +75,27 @@ public sealed class Int8Tests(ParityModels models, ITestOutputHelper log)
     }
 
     [Fact]
-    public async Task An_int8_archive_passes_the_gate_and_serves_the_same_classes_as_fp32()
+    public async Task A_forced_int8_archive_reports_its_agreement_and_is_served_as_reported()
     {
         using var dir = new TempDir();
         var (model, config) = Inputs(dir);
         var store = dir.Sub("model-store");
         var calibration = Samples(dir, "calibration", Calibration);
         var (code, output) = Repo.Archiver("--model-name", "int8", "--serialized-file", model, "--handler", "image_segmenter",
-            "-c", config, "--export-path", store, "--calibration-samples", calibration, "--parity-samples", Samples(dir, "held-out", [HeldOut]));
+            "-c", config, "--export-path", store, "--calibration-samples", calibration, "--parity-samples", Samples(dir, "parity", [Informative]), "--force-int8");
         log.WriteLine(output);
         Assert.True(code == 0, output);
 
         // The report beside the manifest; the fp32 model stays the serialized file.
+        double reported;
         using (var zip = ZipFile.OpenRead(Path.Combine(store, "int8.mar")))
         {
             using var json = JsonDocument.Parse(zip.GetEntry(QuantizationReport.RelativePath)!.Open());
             var report = json.RootElement;
             log.WriteLine(report.ToString());
-            Assert.True(report.GetProperty("agreement").GetDouble() >= 0.995);
-            Assert.True(report.GetProperty("passed").GetBoolean());
+            reported = report.GetProperty("agreement").GetDouble();
+            Assert.Equal(reported < QuantizationReport.DefaultGate, report.GetProperty("forced").GetBoolean());
+            Assert.Equal(reported >= QuantizationReport.DefaultGate, report.GetProperty("passed").GetBoolean());
             Assert.Equal("model.int8.onnx", report.GetProperty("quantizedFile").GetString());
             Assert.Equal(Calibration, report.GetProperty("calibration").GetProperty("images").EnumerateArray().Select(e => e.GetString()!));
             Assert.NotNull(zip.GetEntry("model.int8.onnx"));
@@ -122,7 +127,7 @@ public sealed class Int8Tests(ParityModels models, ITestOutputHelper log)
         }
 
         using var inference = server.Inference;
-        var photo = await File.ReadAllBytesAsync(models.Photo(HeldOut));
+        var photo = await File.ReadAllBytesAsync(models.Photo(Informative));
         var maps = new Dictionary<string, byte[]>();
         foreach (var name in new[] { "int8", "fp32" })
         {
@@ -141,9 +146,11 @@ public sealed class Int8Tests(ParityModels models, ITestOutputHelper log)
             if (a[i] == b[i]) same++;
         }
         var agreement = (double)same / predicted;
-        log.WriteLine($"served int8 vs fp32 on {HeldOut}: {agreement:P3} of {predicted} predicted pixels, {a.Where(v => v != 255).Distinct().Count()} classes");
-        Assert.True(predicted > 0);
-        Assert.True(agreement >= 0.995, $"served agreement {agreement:P3} < 99.5 %");
+        log.WriteLine($"served int8 vs fp32 on {Informative}: {agreement:P3} of {predicted} predicted pixels (reported {reported:P3}), {a.Where(v => v != 255).Distinct().Count()} classes");
+        Assert.True(a.Where(v => v != 255).Distinct().Count() >= 2);
+        // The server runs the quantized model (its maps differ from fp32's) on the pixels the archiver measured: the same figure.
+        Assert.True(agreement < 1, "the int8 archive answers exactly as fp32: is the quantized model served?");
+        Assert.True(Math.Abs(agreement - reported) < 0.001, $"served agreement {agreement:P3}, reported {reported:P3}");
     }
 
     private (string Model, string Config) Inputs(TempDir dir)
