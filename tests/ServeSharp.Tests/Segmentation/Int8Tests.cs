@@ -55,6 +55,17 @@ public sealed class Int8Tests(ParityModels models, ITestOutputHelper log)
     }
 
     [Fact]
+    public void Precision_int8_without_calibration_samples_is_a_usage_error()
+    {
+        using var dir = new TempDir();
+        var config = dir.File("model-config.yaml");
+        File.WriteAllText(config, "precision: int8\n");
+        var (code, output) = Repo.Archiver("--model-name", "m", "--serialized-file", models.DeepLabV3MobileNet.Onnx, "--handler", "image_segmenter", "-c", config, "--export-path", dir.Sub("export"));
+        Assert.Equal(1, code);
+        Assert.Contains("precision: int8: give --calibration-samples DIR", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void The_archiver_refuses_an_int8_model_below_the_gate_and_writes_nothing()
     {
         using var dir = new TempDir();
