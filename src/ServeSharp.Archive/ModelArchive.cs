@@ -12,8 +12,9 @@ public sealed class ModelArchive : IDisposable
     // The extraction folder this instance created and deletes; null for a no-archive folder.
     private string? _extractedTo;
 
-    private ModelArchive(string sourcePath, ArchiveFormat format, string modelDirectory, string? extractedTo, Manifest manifest, ModelConfig config)
+    private ModelArchive(string sourcePath, ArchiveFormat format, string modelDirectory, string? extractedTo, Manifest manifest, ModelConfig config, string? servedModelFile)
     {
+        ServedModelFile = servedModelFile;
         SourcePath = sourcePath;
         Format = format;
         ModelDirectory = modelDirectory;
@@ -33,6 +34,12 @@ public sealed class ModelArchive : IDisposable
     public string ModelName => Model.ModelName!;
     public string ModelVersion => Model.ModelVersion ?? "1.0";
     public ModelConfig Config { get; }
+
+    /// <summary>
+    /// The model file handlers open: the manifest's serializedFile, or with <c>precision: int8</c> the quantized model
+    /// that <see cref="QuantizationReport"/> names.
+    /// </summary>
+    public string? ServedModelFile { get; }
 
     /// <summary>Absolute path of a file the manifest names (relative to the model folder).</summary>
     public string PathOf(string relative) => Path.Combine(ModelDirectory, relative);
@@ -127,7 +134,30 @@ public sealed class ModelArchive : IDisposable
         {
             throw new ArchiveException($"{name}: {e.Message}", e);
         }
-        return new ModelArchive(source, format, modelDir, extractedTo, manifest, config);
+        return new ModelArchive(source, format, modelDir, extractedTo, manifest, config, ServedFile(name, source, modelDir, model, config));
+    }
+
+    // precision: int8 without the quantized model would silently serve fp32: refused, with the command that makes one.
+    private static string? ServedFile(string name, string source, string modelDir, ManifestModel model, ModelConfig config)
+    {
+        if (config.Precision != QuantizationReport.Int8Precision) return model.SerializedFile;
+        QuantizationReport? report;
+        try
+        {
+            report = QuantizationReport.Read(modelDir);
+        }
+        catch (ArchiveException e)
+        {
+            throw new ArchiveException($"{name}: {e.Message}", e);
+        }
+        const string Advice = "archive it again with servesharp-archiver --config-file model-config.yaml (precision: int8) " +
+            "--calibration-samples DIR, which quantizes the model and checks it against fp32, or set precision: fp32";
+        if (report is null)
+            throw new ArchiveException($"{name}: model-config.yaml says precision: int8, but the archive has no quantized model ({QuantizationReport.RelativePath} is missing): {Advice}");
+        var full = SafeExtractor.ResolveInside(source, modelDir, report.QuantizedFile);
+        if (!File.Exists(full))
+            throw new ArchiveException($"{name}: {QuantizationReport.RelativePath} names the quantized model '{report.QuantizedFile}', which is not in the archive: {Advice}");
+        return report.QuantizedFile;
     }
 
     public void Dispose()

@@ -24,6 +24,12 @@ public sealed record ModelConfig
     /// <summary><c>maxWorkerMemoryMB</c>: a process worker over this resident memory is restarted (ServeSharp's key).</summary>
     public int? MaxWorkerMemoryMB { get; init; }
 
+    /// <summary>
+    /// <c>precision</c>: "fp32" or "int8" (ServeSharp's key), null when not set (fp32). int8 serves the quantized model
+    /// the archiver wrote with the archive (<see cref="QuantizationReport"/>).
+    /// </summary>
+    public string? Precision { get; init; }
+
     /// <summary>The <c>handler:</c> section, handed to the handler as it is.</summary>
     public ConfigSection Handler { get; init; } = ConfigSection.Empty;
 

@@ -15,7 +15,7 @@ public static class ModelConfigReader
         "continuousBatching", "maxRetryTimeoutInSec", "clientTimeoutInMills", "jobQueueSize", "useJobTicket",
         "sequenceMaxIdleMSec", "maxSequenceJobQueueSize", "maxNumSequence", "useVenv", "stateful",
         "sequenceTimeoutMSec", "sequenceBatching", "asyncCommunication",
-        "workerIsolation", "maxWorkerMemoryMB",
+        "workerIsolation", "maxWorkerMemoryMB", "precision",
     ];
 
     // TorchServe keys the server reads or describe shows: a value of the wrong type fails the archive here, as any key's does.
@@ -68,6 +68,7 @@ public static class ModelConfigReader
                 StartupTimeout = section.GetInt("startupTimeout"),
                 DeviceType = ParseDeviceType(section.GetString("deviceType")),
                 WorkerIsolation = ParseIsolation(section.GetString("workerIsolation")),
+                Precision = ParsePrecision(section.GetString("precision")),
                 MaxWorkerMemoryMB = section.GetInt("maxWorkerMemoryMB") is { } mb && mb <= 0
                     ? throw new FormatException($"config key 'maxWorkerMemoryMB': {mb} is not a positive number of megabytes") : section.GetInt("maxWorkerMemoryMB"),
                 DeviceIds = section.GetDoubleList("deviceIds") is { } ids ? ids.Select(i => (int)i).ToArray() : null,
@@ -87,6 +88,13 @@ public static class ModelConfigReader
         null => null,
         "cpu" or "gpu" => value.ToLowerInvariant(),
         _ => throw new FormatException($"config key 'deviceType': '{value}' is not cpu or gpu"),
+    };
+
+    private static string? ParsePrecision(string? value) => value?.ToLowerInvariant() switch
+    {
+        null => null,
+        QuantizationReport.Fp32Precision or QuantizationReport.Int8Precision => value.ToLowerInvariant(),
+        _ => throw new FormatException($"config key 'precision': '{value}' is not {QuantizationReport.Fp32Precision} or {QuantizationReport.Int8Precision}"),
     };
 
     /// <summary>"process" or "in-process"; also accepted by config.properties' default_worker_isolation.</summary>

@@ -14,7 +14,7 @@ internal static class HandlerContexts
         ModelName = modelName ?? archive.ModelName,
         ModelVersion = modelVersion ?? archive.ModelVersion,
         ModelDirectory = archive.ModelDirectory,
-        Manifest = ManifestOf(archive.Manifest),
+        Manifest = ManifestOf(archive.Manifest) with { SerializedFile = archive.ServedModelFile },
         HandlerConfig = archive.Config.Handler,
         SystemProperties = properties,
         Logger = logger,

@@ -10,6 +10,7 @@ internal static class ArchiverOptions
                                    [--model-file FILE] [--extra-files A,B,...] [-c|--config-file FILE]
                                    [-r|--requirements-file FILE] [--export-path DIR] [--runtime {python,python3,LSP}]
                                    [--archive-format {default,zip-store,no-archive,tgz}] [-f|--force]
+                                   [--calibration-samples DIR] [--parity-samples DIR] [--force-int8]
 
           --model-name          model name; the archive is NAME.mar (NAME.tar.gz, or folder NAME)
           --handler             a built-in (image_segmenter) or a .cs/.dll file, optionally FILE:Namespace.Class
@@ -25,16 +26,22 @@ internal static class ArchiverOptions
           --runtime             the manifest's runtime, as torch-model-archiver records it (default python)
           --archive-format      default (.mar zip), zip-store (.mar, entries stored uncompressed), no-archive (folder) or tgz
           -f, --force           overwrite an existing archive
+          --calibration-samples images (png, jpg, webp, bmp) that calibrate the int8 model when model-config.yaml
+                                says precision: int8: preprocessed as image_segmenter's handler: section says
+          --parity-samples      images the int8 model's class maps are compared with fp32's on (default: the
+                                calibration samples); below 99.5 % pixel agreement nothing is written
+          --force-int8          write the int8 archive even below the parity gate (the report says so)
         """;
 
-    public static ArchiveSpec Parse(string[] args)
+    public static ArchiverCommand Parse(string[] args)
     {
         var values = new Dictionary<string, string>();
-        var force = false;
+        var (force, forceInt8) = (false, false);
         for (var i = 0; i < args.Length; i++)
         {
             var arg = args[i];
             if (arg is "-f" or "--force") { force = true; continue; }
+            if (arg is "--force-int8") { forceInt8 = true; continue; }
             var eq = arg.IndexOf('=');
             var key = eq > 0 ? arg[..eq] : arg;
             key = key switch { "-v" => "--version", "-r" => "--requirements-file", "-c" => "--config-file", _ => key };
@@ -47,7 +54,7 @@ internal static class ArchiverOptions
         }
 
         string? Get(string key) => values.TryGetValue(key, out var v) ? v : null;
-        return new ArchiveSpec
+        var spec = new ArchiveSpec
         {
             ModelName = Get("--model-name") ?? throw new ArgumentException("--model-name is required"),
             Handler = Get("--handler") ?? throw new ArgumentException("--handler is required"),
@@ -62,11 +69,16 @@ internal static class ArchiverOptions
             Force = force,
             Runtime = Get("--runtime") ?? "python",
         };
+        return new ArchiverCommand(spec, Get("--calibration-samples"), Get("--parity-samples"), forceInt8);
     }
 
     private static readonly HashSet<string> KnownFlags =
     [
         "--model-name", "--handler", "--version", "--serialized-file", "--model-file", "--extra-files",
         "--config-file", "--requirements-file", "--export-path", "--archive-format", "--runtime",
+        "--calibration-samples", "--parity-samples",
     ];
 }
+
+/// <summary>The archive to write, and what precision: int8 needs (calibration and parity images, and whether to pass the gate by force).</summary>
+internal sealed record ArchiverCommand(ArchiveSpec Spec, string? CalibrationSamples, string? ParitySamples, bool ForceInt8);

@@ -9,12 +9,13 @@ if (args.Length == 0 || args.Contains("-h") || args.Contains("--help"))
 
 try
 {
-    var spec = ArchiverOptions.Parse(args);
-    var written = ArchiveWriter.Write(spec);
+    var command = ArchiverOptions.Parse(args);
+    using var int8 = Int8Step.Prepare(command, Console.Out);
+    var written = ArchiveWriter.Write(int8?.Spec ?? command.Spec);
     Console.WriteLine(written);
     return 0;
 }
-catch (Exception e) when (e is ArgumentException or ArchiveException)
+catch (Exception e) when (e is ArgumentException or ArchiveException or InvalidDataException)
 {
     Console.Error.WriteLine($"servesharp-archiver: error: {e.Message}");
     return 1;

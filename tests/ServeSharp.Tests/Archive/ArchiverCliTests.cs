@@ -23,6 +23,7 @@ public sealed class ArchiverCliTests
     [Theory]
     [InlineData(new[] { "--handler", "image_segmenter" }, "--model-name is required")]
     [InlineData(new[] { "--model-name", "m" }, "--handler is required")]
+    [InlineData(new[] { "--model-name", "m", "--handler", "image_segmenter", "--calibration-samples", "/tmp" }, "--calibration-samples, --parity-samples and --force-int8 are for precision: int8")]
     [InlineData(new[] { "--model-name", "m", "--handler", "image_segmenter", "--serialized-file", "/nonexistent/model.onnx" }, "--serialized-file: file '/nonexistent/model.onnx' does not exist")]
     [InlineData(new[] { "--model-name", "m", "--handler", "missing_handler.cs" }, "--handler: file 'missing_handler.cs' does not exist")]
     [InlineData(new[] { "--model-name", "m", "--handler", "h", "--extra-files", "/nonexistent/a.json" }, "--extra-files: '/nonexistent/a.json' does not exist")]

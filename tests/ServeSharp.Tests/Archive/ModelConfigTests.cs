@@ -45,6 +45,7 @@ public sealed class ModelConfigTests
     [InlineData("deviceType: tpu", "'deviceType': 'tpu' is not cpu or gpu")]
     [InlineData("maxBatchDelay: 1.5", "'maxBatchDelay': '1.5' is not an integer")]
     [InlineData("- just\n- a list", "the top level must be a mapping")]
+    [InlineData("precision: fp16", "config key 'precision': 'fp16' is not fp32 or int8")]
     public void Bad_values_name_the_key(string yaml, string expected)
     {
         using var tmp = new TempDir();
@@ -53,6 +54,21 @@ public sealed class ModelConfigTests
         var error = Assert.Throws<ArchiveException>(() => ModelConfigReader.Read(path));
         Assert.Contains("bad.yaml", error.Message);
         Assert.Contains(expected, error.Message);
+    }
+
+    [Theory]
+    [InlineData("precision: int8", "int8")]
+    [InlineData("precision: INT8", "int8")]
+    [InlineData("precision: fp32", "fp32")]
+    [InlineData("minWorkers: 1", null)]
+    public void Precision_is_fp32_or_int8_and_known(string yaml, string? expected)
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("model-config.yaml");
+        File.WriteAllText(path, yaml);
+        var config = ModelConfigReader.Read(path);
+        Assert.Equal(expected, config.Precision);
+        Assert.Empty(config.Warnings);
     }
 
     [Fact]

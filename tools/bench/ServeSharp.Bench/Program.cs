@@ -298,6 +298,8 @@ if (only.Contains("peak"))
     Say($"deeplabv3_resnet50 at 520×780: {gflop:F1} GFLOP in {seconds * 1000:F0} ms = {modelRate:F1} GFLOP/s, {modelRate / peak.Best:P0} of the measured peak ({peak.Best:F1} GFLOP/s)");
 }
 
+if (only.Contains("int8")) await Int8Scenario.RunAsync(root, work, store, photos, cores, quick, Say, (t, c, s, r, p) => rows.Add(Row(t, c, s, r, p)));
+
 WriteResults();
 return 0;
 
