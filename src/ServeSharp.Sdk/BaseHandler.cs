@@ -83,15 +83,18 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         for (var i = 0; i < batch.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            var request = batch[i];
+            var (started, split) = (request.Clock.GetTimestamp(), request.GetStageTicks(RequestStage.Decode));
             try
             {
-                inputs.Add(Preprocess(batch[i]));
+                inputs.Add(Preprocess(request));
                 live.Add(i);
             }
             catch (Exception e)
             {
-                results[i] = Fail(batch[i], e);
+                results[i] = Fail(request, e);
             }
+            HookTime(request, RequestStage.Preprocess, started, RequestStage.Decode, split);
         }
 
         if (live.Count > 0)
@@ -101,13 +104,18 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
             IReadOnlyList<TOutput>? outputs = null;
             try
             {
+                var running = liveRequests[0].Clock.GetTimestamp();
                 outputs = Inference(inputs, liveRequests, cancellationToken);
+                // The batch's run is every one of its requests' inference time.
+                var ran = liveRequests[0].Clock.GetTimestamp() - running;
+                foreach (var request in liveRequests) request.AddStageTicks(RequestStage.Inference, ran);
                 if (outputs.Count != live.Count)
                     throw new InvalidOperationException($"Inference returned {outputs.Count} outputs for {live.Count} inputs");
                 cancellationToken.ThrowIfCancellationRequested(); // nobody waits for these answers any more
                 for (var k = 0; k < live.Count; k++)
                 {
                     var request = batch[live[k]];
+                    var (started, split) = (request.Clock.GetTimestamp(), request.GetStageTicks(RequestStage.Serialize));
                     try
                     {
                         results[live[k]] = Postprocess(outputs[k], request);
@@ -116,6 +124,7 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
                     {
                         results[live[k]] = Fail(request, e);
                     }
+                    HookTime(request, RequestStage.Postprocess, started, RequestStage.Serialize, split);
                 }
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -133,6 +142,13 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         }
 
         return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
+    }
+
+    // A hook's time is its own stage's, less what the handler reported inside it as another (decode, serialize).
+    private static void HookTime(InferenceRequest request, RequestStage hook, long started, RequestStage part, long partBefore)
+    {
+        var elapsed = request.Clock.GetTimestamp() - started;
+        request.AddStageTicks(hook, elapsed - (request.GetStageTicks(part) - partBefore));
     }
 
     private HandlerOutput DescribeOutput()
