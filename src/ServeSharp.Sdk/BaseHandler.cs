@@ -29,6 +29,7 @@ namespace ServeSharp.Sdk;
 public abstract class BaseHandler<TInput, TOutput> : IModelHandler
 {
     private HandlerContext? _context;
+    private SharedSession? _shared;
 
     /// <summary>The context given to <see cref="Initialize"/>.</summary>
     protected HandlerContext Context => _context ?? throw new InvalidOperationException("the handler is not initialised");
@@ -40,8 +41,17 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     public virtual void Initialize(HandlerContext context)
     {
         _context = context;
-        if (context.Manifest.SerializedFile is { } file)
-            Session = OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
+        if (context.Manifest.SerializedFile is not { } file) return;
+        InferenceSession Open() => OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
+        if (context.SharedSession is { } shared)
+        {
+            Session = shared.Acquire(Open);
+            _shared = shared;
+        }
+        else
+        {
+            Session = Open();
+        }
     }
 
     /// <summary>Turns one request into model input. Throw <see cref="HandlerException"/> to reject it.</summary>
@@ -169,7 +179,7 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         return output;
     }
 
-    /// <summary>Releases the session.</summary>
+    /// <summary>Releases the session (a shared one is freed by the last of its workers).</summary>
     public void Dispose()
     {
         Dispose(true);
@@ -181,7 +191,10 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     {
         if (disposing)
         {
-            Session?.Dispose();
+            // A shared session is the model's: this worker only lets go of it (the last one frees it).
+            if (_shared is not null) _shared.Release();
+            else Session?.Dispose();
+            _shared = null;
             Session = null;
         }
     }
