@@ -15,9 +15,14 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     private Palette _palette = Palette.Voc;
     private ClassNames _names = ClassNames.Load(null);
 
+    // The worker's planned share of the cores (its ONNX Runtime threads), which sit idle outside a run: per-pixel work
+    // after it (argmax and softmax, TorchServe's JSON) is split over them.
+    private int _parallelism = 1;
+
     public override void Initialize(HandlerContext context)
     {
         base.Initialize(context);
+        _parallelism = context.SystemProperties.IntraOpThreads is > 0 and var threads ? threads : Environment.ProcessorCount;
         var file = context.Manifest.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
         _model = SegmentationModel.From(Session!, file);
         try
@@ -86,11 +91,11 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         if (o.Output == "overlay" && output.Input.Image.Pixels.Length == 0)
             throw HandlerException.BadRequest("output 'overlay' needs an image; the request sent the model's input tensor");
         // TorchServe answers at the model's resolution in its own mode; elsewhere at the image's size.
-        var map = o.Output == "torchserve" && o.Mode == "torchserve" ? MapDecoder.AtBase(output) : MapDecoder.ToOriginal(output);
+        var map = o.Output == "torchserve" && o.Mode == "torchserve" ? MapDecoder.AtBase(output, _parallelism) : MapDecoder.ToOriginal(output, _parallelism);
         var serializing = request.Clock.GetTimestamp();
         var answer = o.Output switch
         {
-            "torchserve" => HandlerOutput.JsonBytes(OutputWriter.TorchServeJson(map)),
+            "torchserve" => OutputWriter.TorchServeJson(map, _parallelism),
             "mask" => HandlerOutput.Bytes(OutputWriter.MaskPng(map), "image/png"),
             "color" => HandlerOutput.Bytes(OutputWriter.ColorPng(map, _palette), "image/png"),
             "overlay" => HandlerOutput.Bytes(OutputWriter.OverlayPng(map, output.Input.Image, _palette, o.Alpha), "image/png"),

@@ -31,18 +31,25 @@ internal static class InferenceApi
         request.StartTiming(arrived);
         request.EndStage(RequestStage.ReadBody, time.GetTimestamp());
         var result = await models.PredictAsync(model, http.RouteString("version"), request, InferenceProtocol.TorchServeRest, http.RequestAborted);
-        if (result.Body.Length > config.MaxResponseSize)
-            throw new Wlm.InternalServerException($"Response of {result.Body.Length} bytes exceeds max_response_size ({config.MaxResponseSize} bytes)");
-
-        http.Response.StatusCode = result.StatusCode;
-        http.Response.ContentType = result.ContentType;
-        if (result.Headers is { } headers)
+        try
         {
-            foreach (var (k, v) in headers) http.Response.Headers[k] = v;
+            if (result.Body.Length > config.MaxResponseSize)
+                throw new Wlm.InternalServerException($"Response of {result.Body.Length} bytes exceeds max_response_size ({config.MaxResponseSize} bytes)");
+
+            http.Response.StatusCode = result.StatusCode;
+            http.Response.ContentType = result.ContentType;
+            if (result.Headers is { } headers)
+            {
+                foreach (var (k, v) in headers) http.Response.Headers[k] = v;
+            }
+            http.Response.ContentLength = result.Body.Length;
+            await http.Response.Body.WriteAsync(result.Body, http.RequestAborted);
+            await http.Response.Body.FlushAsync(http.RequestAborted); // the write stage ends with the bytes handed to the socket
         }
-        http.Response.ContentLength = result.Body.Length;
-        await http.Response.Body.WriteAsync(result.Body, http.RequestAborted);
-        await http.Response.Body.FlushAsync(http.RequestAborted); // the write stage ends with the bytes handed to the socket
+        finally
+        {
+            result.BodyOwner?.Dispose(); // Kestrel has copied the body (or the client left): a pooled buffer goes back
+        }
         request.EndStage(RequestStage.Write, time.GetTimestamp());
         metrics.RequestServed(model.Name, request);
     }
