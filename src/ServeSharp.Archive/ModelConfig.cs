@@ -30,6 +30,9 @@ public sealed record ModelConfig
     /// </summary>
     public string? Precision { get; init; }
 
+    /// <summary><c>sharedSession</c>: the model's in-process workers share one ONNX Runtime session (ServeSharp's key).</summary>
+    public bool SharedSession { get; init; }
+
     /// <summary>The <c>handler:</c> section, handed to the handler as it is.</summary>
     public ConfigSection Handler { get; init; } = ConfigSection.Empty;
 

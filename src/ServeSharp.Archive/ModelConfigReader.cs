@@ -15,7 +15,7 @@ public static class ModelConfigReader
         "continuousBatching", "maxRetryTimeoutInSec", "clientTimeoutInMills", "jobQueueSize", "useJobTicket",
         "sequenceMaxIdleMSec", "maxSequenceJobQueueSize", "maxNumSequence", "useVenv", "stateful",
         "sequenceTimeoutMSec", "sequenceBatching", "asyncCommunication",
-        "workerIsolation", "maxWorkerMemoryMB", "precision",
+        "workerIsolation", "maxWorkerMemoryMB", "precision", "sharedSession",
     ];
 
     // TorchServe keys the server reads or describe shows: a value of the wrong type fails the archive here, as any key's does.
@@ -71,6 +71,7 @@ public static class ModelConfigReader
                 Precision = ParsePrecision(section.GetString("precision")),
                 MaxWorkerMemoryMB = section.GetInt("maxWorkerMemoryMB") is { } mb && mb <= 0
                     ? throw new FormatException($"config key 'maxWorkerMemoryMB': {mb} is not a positive number of megabytes") : section.GetInt("maxWorkerMemoryMB"),
+                SharedSession = section.GetBool("sharedSession") ?? false,
                 DeviceIds = section.GetDoubleList("deviceIds") is { } ids ? ids.Select(i => (int)i).ToArray() : null,
                 Handler = section.GetSection("handler") ?? ConfigSection.Empty,
                 All = section,

@@ -9,7 +9,8 @@ namespace ServeSharp.Loader;
 internal static class HandlerContexts
 {
     /// <summary>The context for one worker of the model in <paramref name="archive"/>.</summary>
-    public static HandlerContext For(ModelArchive archive, SystemProperties properties, ILogger logger, string? modelName = null, string? modelVersion = null) => new()
+    public static HandlerContext For(ModelArchive archive, SystemProperties properties, ILogger logger, string? modelName = null, string? modelVersion = null,
+        SharedSession? sharedSession = null) => new()
     {
         ModelName = modelName ?? archive.ModelName,
         ModelVersion = modelVersion ?? archive.ModelVersion,
@@ -18,6 +19,7 @@ internal static class HandlerContexts
         HandlerConfig = archive.Config.Handler,
         SystemProperties = properties,
         Logger = logger,
+        SharedSession = sharedSession,
     };
 
     private static ModelManifest ManifestOf(Manifest manifest) => new()

@@ -29,6 +29,7 @@ namespace ServeSharp.Sdk;
 public abstract class BaseHandler<TInput, TOutput> : IModelHandler
 {
     private HandlerContext? _context;
+    private SharedSession? _shared;
 
     /// <summary>The context given to <see cref="Initialize"/>.</summary>
     protected HandlerContext Context => _context ?? throw new InvalidOperationException("the handler is not initialised");
@@ -40,8 +41,17 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     public virtual void Initialize(HandlerContext context)
     {
         _context = context;
-        if (context.Manifest.SerializedFile is { } file)
-            Session = OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
+        if (context.Manifest.SerializedFile is not { } file) return;
+        InferenceSession Open() => OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
+        if (context.SharedSession is { } shared)
+        {
+            Session = shared.Acquire(Open);
+            _shared = shared;
+        }
+        else
+        {
+            Session = Open();
+        }
     }
 
     /// <summary>Turns one request into model input. Throw <see cref="HandlerException"/> to reject it.</summary>
@@ -83,15 +93,18 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         for (var i = 0; i < batch.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            var request = batch[i];
+            var (started, split) = (request.Clock.GetTimestamp(), request.GetStageTicks(RequestStage.Decode));
             try
             {
-                inputs.Add(Preprocess(batch[i]));
+                inputs.Add(Preprocess(request));
                 live.Add(i);
             }
             catch (Exception e)
             {
-                results[i] = Fail(batch[i], e);
+                results[i] = Fail(request, e);
             }
+            HookTime(request, RequestStage.Preprocess, started, RequestStage.Decode, split);
         }
 
         if (live.Count > 0)
@@ -101,13 +114,18 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
             IReadOnlyList<TOutput>? outputs = null;
             try
             {
+                var running = liveRequests[0].Clock.GetTimestamp();
                 outputs = Inference(inputs, liveRequests, cancellationToken);
+                // The batch's run is every one of its requests' inference time.
+                var ran = liveRequests[0].Clock.GetTimestamp() - running;
+                foreach (var request in liveRequests) request.AddStageTicks(RequestStage.Inference, ran);
                 if (outputs.Count != live.Count)
                     throw new InvalidOperationException($"Inference returned {outputs.Count} outputs for {live.Count} inputs");
                 cancellationToken.ThrowIfCancellationRequested(); // nobody waits for these answers any more
                 for (var k = 0; k < live.Count; k++)
                 {
                     var request = batch[live[k]];
+                    var (started, split) = (request.Clock.GetTimestamp(), request.GetStageTicks(RequestStage.Serialize));
                     try
                     {
                         results[live[k]] = Postprocess(outputs[k], request);
@@ -116,6 +134,7 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
                     {
                         results[live[k]] = Fail(request, e);
                     }
+                    HookTime(request, RequestStage.Postprocess, started, RequestStage.Serialize, split);
                 }
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -133,6 +152,13 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         }
 
         return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
+    }
+
+    // A hook's time is its own stage's, less what the handler reported inside it as another (decode, serialize).
+    private static void HookTime(InferenceRequest request, RequestStage hook, long started, RequestStage part, long partBefore)
+    {
+        var elapsed = request.Clock.GetTimestamp() - started;
+        request.AddStageTicks(hook, elapsed - (request.GetStageTicks(part) - partBefore));
     }
 
     private HandlerOutput DescribeOutput()
@@ -153,7 +179,7 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         return output;
     }
 
-    /// <summary>Releases the session.</summary>
+    /// <summary>Releases the session (a shared one is freed by the last of its workers).</summary>
     public void Dispose()
     {
         Dispose(true);
@@ -165,7 +191,10 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     {
         if (disposing)
         {
-            Session?.Dispose();
+            // A shared session is the model's: this worker only lets go of it (the last one frees it).
+            if (_shared is not null) _shared.Release();
+            else Session?.Dispose();
+            _shared = null;
             Session = null;
         }
     }

@@ -31,6 +31,13 @@ public sealed class HandlerContext
     /// <summary>The model log (TorchServe's <c>MODEL_LOG</c>: logs/model_log.log, and ts_log.log): what a handler logs goes there.</summary>
     public required ILogger Logger { get; init; }
 
+    /// <summary>
+    /// The session this worker shares with the model's other workers (model-config.yaml <c>sharedSession: true</c>), or
+    /// null for a session of its own. <see cref="BaseHandler{TInput,TOutput}"/> uses it; a handler that opens sessions
+    /// itself acquires it and releases it when disposed.
+    /// </summary>
+    public SharedSession? SharedSession { get; init; }
+
     /// <summary>Absolute path of a file in the model folder (for example the manifest's serializedFile).</summary>
     public string PathOf(string relative) => Path.Combine(ModelDirectory, relative);
 }

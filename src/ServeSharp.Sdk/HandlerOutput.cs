@@ -10,6 +10,30 @@ namespace ServeSharp.Sdk;
 /// </summary>
 public readonly record struct HandlerOutput(ReadOnlyMemory<byte> Body, string ContentType, int? StatusCode = null)
 {
+    /// <summary>
+    /// What owns <see cref="Body"/>'s memory when it is rented (a pooled buffer): the server disposes it once the body is
+    /// written to the client, so the buffer goes back to its pool instead of a large array being allocated per answer.
+    /// Null for a plain array. Where the server does not write the body itself, the owner is left to the garbage collector.
+    /// </summary>
+    public IDisposable? BodyOwner { get; init; }
+
+    /// <summary>
+    /// <paramref name="length"/> bytes of <paramref name="rented"/>, an array from <see cref="System.Buffers.ArrayPool{T}.Shared"/>
+    /// that goes back to the pool once the server has written them.
+    /// </summary>
+    public static HandlerOutput Rented(byte[] rented, int length, string contentType) =>
+        new(rented.AsMemory(0, length), contentType) { BodyOwner = new RentedBytes(rented) };
+
+    private sealed class RentedBytes(byte[] array) : IDisposable
+    {
+        private byte[]? _array = array;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _array, null) is { } a) System.Buffers.ArrayPool<byte>.Shared.Return(a);
+        }
+    }
+
     /// <summary>Raw bytes (an image, a mask) with their content type.</summary>
     public static HandlerOutput Bytes(ReadOnlyMemory<byte> body, string contentType) => new(body, contentType);
 

@@ -7,7 +7,7 @@ namespace ServeSharp.Sdk;
 /// as TorchServe passes them), its headers, and the response settings the handler may change
 /// (TorchServe's <c>context.set_response_content_type</c> / <c>set_response_status</c>).
 /// </summary>
-public sealed class InferenceRequest
+public sealed partial class InferenceRequest
 {
     /// <summary>Creates a request. Header names are matched case-insensitively.</summary>
     public InferenceRequest(string requestId, IReadOnlyDictionary<string, RequestParameter> parameters, IReadOnlyDictionary<string, string> headers)

@@ -116,7 +116,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         var models = app.Services.GetRequiredService<ModelManager>();
         ApiPipeline.Map(app, plan.Select(l => l.Apis), [
             .. app.Services.GetRequiredService<TokenAuthorization>().Routes(),
-            .. InferenceApi.Routes(models, config),
+            .. InferenceApi.Routes(models, config, app.Services.GetRequiredService<ServerMetrics>(), app.Services.GetRequiredService<TimeProvider>()),
             .. KServeV1Api.Routes(models, config),
             .. OipApi.Routes(models, config),
             .. PlaygroundApi.Routes(config),

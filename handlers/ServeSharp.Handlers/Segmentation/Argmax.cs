@@ -14,41 +14,77 @@ internal static class Argmax
     /// classes[i] = the first class with the largest score at pixel i (torch.max's choice); probs[i] = that class's
     /// softmax probability, 1 / Σₖ exp(sₖ − max), or the score itself when the planes already hold probabilities.
     /// </summary>
-    public static void Planes(ReadOnlySpan<float> planes, int classes, int pixels, bool probabilities, Span<byte> best, Span<float> probs)
-    {
-        var max = ArrayPool<float>.Shared.Rent(pixels);
-        var index = ArrayPool<float>.Shared.Rent(pixels);
-        try
-        {
-            var m = max.AsSpan(0, pixels);
-            var idx = index.AsSpan(0, pixels);
-            planes[..pixels].CopyTo(m);
-            idx.Clear();
-            for (var k = 1; k < classes; k++) KeepGreater(planes.Slice(k * pixels, pixels), k, m, idx);
-            for (var i = 0; i < pixels; i++) best[i] = (byte)idx[i];
+    public static void Planes(ReadOnlySpan<float> planes, int classes, int pixels, bool probabilities, Span<byte> best, Span<float> probs) =>
+        Range(planes, classes, pixels, probabilities, best, probs, 0, pixels);
 
+    /// <summary>
+    /// <see cref="Planes(ReadOnlySpan{float}, int, int, bool, Span{byte}, Span{float})"/> on up to
+    /// <paramref name="parallelism"/> threads, each over its own range of whole blocks: the worker's ONNX Runtime threads
+    /// are idle between runs, and a pixel's answer does not depend on who computes it.
+    /// </summary>
+    public static void Planes(ReadOnlyMemory<float> planes, int classes, int pixels, bool probabilities, byte[] best, float[] probs, int parallelism)
+    {
+        var parts = Math.Min(parallelism, pixels / MinPixelsPerPart);
+        if (parts <= 1)
+        {
+            Planes(planes.Span, classes, pixels, probabilities, best, probs);
+            return;
+        }
+        var per = (pixels / parts + Block - 1) / Block * Block;
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p =>
+        {
+            int from = p * per, to = Math.Min(pixels, from + per);
+            if (from < to) Range(planes.Span, classes, pixels, probabilities, best, probs, from, to);
+        });
+    }
+
+    // Below this many pixels a part costs less than handing it to another thread.
+    private const int MinPixelsPerPart = 8192;
+
+    private static void Range(ReadOnlySpan<float> planes, int classes, int pixels, bool probabilities, Span<byte> best, Span<float> probs, int from, int to)
+    {
+        // A block of pixels at a time, so its running max, indices and exp terms stay in L1 across all C planes
+        // (whole planes of 224² pixels made every pass a trip to L2 or memory). The per-pixel arithmetic and its order
+        // are the same, so the answers are too. A short tail joins the block before it: TensorPrimitives treats fewer
+        // elements than a vector on a scalar path, whose exp may differ in the last bit.
+        Span<float> max = stackalloc float[MaxBlock];
+        Span<float> index = stackalloc float[MaxBlock];
+        for (var start = from; start < to;)
+        {
+            var n = to - start <= MaxBlock ? to - start : Block;
+            var m = max[..n];
+            var idx = index[..n];
+            planes.Slice(start, n).CopyTo(m);
+            idx.Clear();
+            for (var k = 1; k < classes; k++) KeepGreater(planes.Slice(k * pixels + start, n), k, m, idx);
+            var winners = best.Slice(start, n);
+            for (var i = 0; i < n; i++) winners[i] = (byte)idx[i];
+
+            var p = probs.Slice(start, n);
             if (probabilities)
             {
-                m.CopyTo(probs);
-                return;
+                m.CopyTo(p);
             }
-            // Σₖ exp(sₖ − max), accumulated in probs, then inverted: the winner's exp(0) / Σ.
-            var term = idx; // the indices are no longer needed
-            probs[..pixels].Clear();
-            for (var k = 0; k < classes; k++)
+            else
             {
-                TensorPrimitives.Subtract(planes.Slice(k * pixels, pixels), m, term);
-                TensorPrimitives.Exp(term, term);
-                TensorPrimitives.Add(probs[..pixels], term, probs[..pixels]);
+                // Σₖ exp(sₖ − max), accumulated in p, then inverted: the winner's exp(0) / Σ.
+                var term = idx; // the indices are no longer needed
+                p.Clear();
+                for (var k = 0; k < classes; k++)
+                {
+                    TensorPrimitives.Subtract(planes.Slice(k * pixels + start, n), m, term);
+                    TensorPrimitives.Exp(term, term);
+                    TensorPrimitives.Add(p, term, p);
+                }
+                TensorPrimitives.Reciprocal(p, p);
             }
-            TensorPrimitives.Reciprocal(probs[..pixels], probs[..pixels]);
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(max);
-            ArrayPool<float>.Shared.Return(index);
+            start += n;
         }
     }
+
+    // 1024 floats per buffer: with the plane's slice and the exp terms, a block's working set is a few KiB.
+    private const int Block = 1024;
+    private const int MaxBlock = Block + 32; // a last block is this long at most, so no block is shorter than a vector
 
     /// <summary>Softmax over the class axis of C planes, in place: planes[k][i] = exp(sₖ − max) / Σⱼ exp(sⱼ − max).</summary>
     public static void SoftmaxPlanes(Span<float> planes, int classes, int pixels)

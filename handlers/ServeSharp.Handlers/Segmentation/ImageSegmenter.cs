@@ -15,9 +15,14 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     private Palette _palette = Palette.Voc;
     private ClassNames _names = ClassNames.Load(null);
 
+    // The worker's planned share of the cores (its ONNX Runtime threads), which sit idle outside a run: per-pixel work
+    // after it (argmax and softmax, TorchServe's JSON) is split over them.
+    private int _parallelism = 1;
+
     public override void Initialize(HandlerContext context)
     {
         base.Initialize(context);
+        _parallelism = context.SystemProperties.IntraOpThreads is > 0 and var threads ? threads : Environment.ProcessorCount;
         var file = context.Manifest.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
         _model = SegmentationModel.From(Session!, file);
         try
@@ -40,7 +45,9 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     {
         var options = _options.For(request);
         if (SegTensors.Prepare(request, options, _model.FixedInputSize) is { } fromTensor) return fromTensor;
+        var decoding = request.Clock.GetTimestamp();
         var image = ImageDecoder.Decode(request, options.MaxPixels);
+        request.AddStageTime(RequestStage.Decode, decoding);
         return Preprocessor.Prepare(image, options);
     }
 
@@ -80,16 +87,21 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     protected override HandlerOutput Postprocess(SegOutput output, InferenceRequest request)
     {
         var o = output.Input.Options;
-        return o.Output switch
+        if (o.Output == "tensors") return SegTensors.Write(output, request);
+        if (o.Output == "overlay" && output.Input.Image.Pixels.Length == 0)
+            throw HandlerException.BadRequest("output 'overlay' needs an image; the request sent the model's input tensor");
+        // TorchServe answers at the model's resolution in its own mode; elsewhere at the image's size.
+        var map = o.Output == "torchserve" && o.Mode == "torchserve" ? MapDecoder.AtBase(output, _parallelism) : MapDecoder.ToOriginal(output, _parallelism);
+        var serializing = request.Clock.GetTimestamp();
+        var answer = o.Output switch
         {
-            // TorchServe answers at the model's resolution in its own mode; elsewhere at the image's size.
-            "torchserve" => HandlerOutput.JsonBytes(OutputWriter.TorchServeJson(o.Mode == "torchserve" ? MapDecoder.AtBase(output) : MapDecoder.ToOriginal(output))),
-            "mask" => HandlerOutput.Bytes(OutputWriter.MaskPng(MapDecoder.ToOriginal(output)), "image/png"),
-            "color" => HandlerOutput.Bytes(OutputWriter.ColorPng(MapDecoder.ToOriginal(output), _palette), "image/png"),
-            "overlay" when output.Input.Image.Pixels.Length == 0 => throw HandlerException.BadRequest("output 'overlay' needs an image; the request sent the model's input tensor"),
-            "overlay" => HandlerOutput.Bytes(OutputWriter.OverlayPng(MapDecoder.ToOriginal(output), output.Input.Image, _palette, o.Alpha), "image/png"),
-            "tensors" => SegTensors.Write(output, request),
-            _ => HandlerOutput.JsonBytes(Summary.Json(MapDecoder.ToOriginal(output), _names, _palette, o.MaxRegions, o.Rle)),
+            "torchserve" => OutputWriter.TorchServeJson(map, _parallelism),
+            "mask" => HandlerOutput.Bytes(OutputWriter.MaskPng(map), "image/png"),
+            "color" => HandlerOutput.Bytes(OutputWriter.ColorPng(map, _palette), "image/png"),
+            "overlay" => HandlerOutput.Bytes(OutputWriter.OverlayPng(map, output.Input.Image, _palette, o.Alpha), "image/png"),
+            _ => HandlerOutput.JsonBytes(Summary.Json(map, _names, _palette, o.MaxRegions, o.Rle)),
         };
+        request.AddStageTime(RequestStage.Serialize, serializing);
+        return answer;
     }
 }

@@ -29,7 +29,7 @@ internal static class MapDecoder
     /// Argmax and max-probability per pixel at outW×outH. Logits are first resized (bilinear, PyTorch semantics)
     /// and then soft-maxed, as torchvision's reference evaluation does; one output row at a time.
     /// </summary>
-    public static ClassMap Decode(ScoreMap s, int outW, int outH)
+    public static ClassMap Decode(ScoreMap s, int outW, int outH, int parallelism = 1)
     {
         var classes = new byte[outW * outH];
         var probs = new float[outW * outH];
@@ -37,7 +37,7 @@ internal static class MapDecoder
         var c = s.Classes;
         if (outW == s.Width && outH == s.Height)
         {
-            Argmax.Planes(s.Data.Span, c, plane, s.Probabilities, classes, probs);
+            Argmax.Planes(s.Data, c, plane, s.Probabilities, classes, probs, parallelism);
             return new ClassMap(classes, probs, outW, outH);
         }
 
@@ -94,13 +94,13 @@ internal static class MapDecoder
     /// The result at the original image's size. A torchserve-mode result covers only the centre crop: it is placed
     /// back where the crop came from (nearest), and pixels outside it are 255 (not predicted).
     /// </summary>
-    public static ClassMap ToOriginal(SegOutput output)
+    public static ClassMap ToOriginal(SegOutput output, int parallelism = 1)
     {
         var g = output.Input.Geometry;
         if (!g.IsCropped)
-            return output.Scores is { } s ? Decode(s, g.OriginalWidth, g.OriginalHeight) : Nearest(output.Map!, g.OriginalWidth, g.OriginalHeight);
+            return output.Scores is { } s ? Decode(s, g.OriginalWidth, g.OriginalHeight, parallelism) : Nearest(output.Map!, g.OriginalWidth, g.OriginalHeight);
 
-        var crop = AtBase(output);
+        var crop = AtBase(output, parallelism);
         var classes = new byte[g.OriginalWidth * g.OriginalHeight];
         var probs = crop.Probs is null ? null : new float[classes.Length];
         Array.Fill(classes, NotPredicted);
@@ -120,9 +120,9 @@ internal static class MapDecoder
     }
 
     /// <summary>The result at the model's input resolution (TorchServe's JSON is at this size in torchserve mode).</summary>
-    public static ClassMap AtBase(SegOutput output)
+    public static ClassMap AtBase(SegOutput output, int parallelism = 1)
     {
         var g = output.Input.Geometry;
-        return output.Scores is { } s ? Decode(s, g.BaseWidth, g.BaseHeight) : Nearest(output.Map!, g.BaseWidth, g.BaseHeight);
+        return output.Scores is { } s ? Decode(s, g.BaseWidth, g.BaseHeight, parallelism) : Nearest(output.Map!, g.BaseWidth, g.BaseHeight);
     }
 }

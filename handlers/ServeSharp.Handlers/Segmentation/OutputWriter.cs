@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Text;
+using ServeSharp.Sdk;
 using SkiaSharp;
 
 namespace ServeSharp.Handlers.Segmentation;
@@ -10,44 +11,99 @@ internal static class OutputWriter
     /// <summary>
     /// TorchServe's image_segmenter JSON: H×W×2 of [class index as float, max softmax probability], written as
     /// Python's json.dumps writes it (", " separators, shortest round-trip doubles). Argmax models give H×W class indices.
+    /// The text is written once, into a pooled buffer that the answer carries to the client and the server then returns
+    /// (224² pixels make 1.3 MB: a fresh array per answer would be a large-object allocation and a copy each time).
     /// </summary>
-    public static byte[] TorchServeJson(ClassMap map)
+    public static HandlerOutput TorchServeJson(ClassMap map, int parallelism = 1)
     {
-        // Widest pixel: "[255.0, 0.0012345678901234567], " — 34 bytes; rows add "[", "], ".
-        var buffer = ArrayPool<byte>.Shared.Rent(map.Width * map.Height * 34 + map.Height * 4 + 4);
+        var buffer = ArrayPool<byte>.Shared.Rent(JsonBound(map.Width, map.Height));
         try
         {
-            var n = 0;
-            buffer[n++] = (byte)'[';
-            for (var y = 0; y < map.Height; y++)
+            var parts = Math.Min(parallelism, map.Width * map.Height / MinPixelsPerPart);
+            var length = parts <= 1 ? WriteRows(map, 0, map.Height, buffer) : WriteInParts(map, parts, buffer);
+            buffer[length++] = (byte)']';
+            return HandlerOutput.Rented(buffer, length, "application/json");
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+    }
+
+    // Widest pixel: "[255.0, 0.0012345678901234567], " — 34 bytes; rows add "[", "], ".
+    private static int JsonBound(int width, int height) => width * height * 34 + height * 4 + 4;
+
+    // Below this many pixels a part costs less than handing it to another thread.
+    private const int MinPixelsPerPart = 8192;
+
+    // Bands of rows on up to `parts` threads (the worker's ONNX Runtime threads are idle between runs): the first band
+    // straight into the answer's buffer, the others into buffers of their own, appended in order.
+    private static int WriteInParts(ClassMap map, int parts, byte[] buffer)
+    {
+        var per = (map.Height + parts - 1) / parts;
+        var bands = new byte[]?[parts];
+        var lengths = new int[parts];
+        try
+        {
+            Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p =>
             {
-                if (y > 0) n += Ascii(", [", buffer.AsSpan(n));
-                else buffer[n++] = (byte)'[';
-                for (var x = 0; x < map.Width; x++)
-                {
-                    var i = y * map.Width + x;
-                    if (x > 0) n += Ascii(", ", buffer.AsSpan(n));
-                    if (map.Probs is null)
-                    {
-                        Utf8Formatter.TryFormat(map.Classes[i], buffer.AsSpan(n), out var written);
-                        n += written;
-                        continue;
-                    }
-                    var prefix = ClassPrefixes[map.Classes[i]];
-                    prefix.CopyTo(buffer.AsSpan(n));
-                    n += prefix.Length;
-                    n += PythonFloat.Format(map.Probs[i], buffer.AsSpan(n));
-                    buffer[n++] = (byte)']';
-                }
-                buffer[n++] = (byte)']';
+                int from = p * per, to = Math.Min(map.Height, from + per);
+                if (from >= to) return;
+                var target = p == 0 ? buffer : bands[p] = ArrayPool<byte>.Shared.Rent(JsonBound(map.Width, to - from));
+                lengths[p] = WriteRows(map, from, to, target);
+            });
+            var n = lengths[0];
+            for (var p = 1; p < parts; p++)
+            {
+                if (bands[p] is not { } band) continue;
+                band.AsSpan(0, lengths[p]).CopyTo(buffer.AsSpan(n));
+                n += lengths[p];
             }
-            buffer[n++] = (byte)']';
-            return buffer.AsSpan(0, n).ToArray();
+            return n;
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            foreach (var band in bands)
+            {
+                if (band is not null) ArrayPool<byte>.Shared.Return(band);
+            }
         }
+    }
+
+    // Rows [from, to) of the JSON: the opening bracket with the first row, ", " between rows; the closing one is the caller's.
+    private static int WriteRows(ClassMap map, int from, int to, Span<byte> buffer)
+    {
+        var n = 0;
+        if (from == 0) buffer[n++] = (byte)'[';
+        for (var y = from; y < to; y++)
+        {
+            if (y > 0) n += Ascii(", [", buffer[n..]);
+            else buffer[n++] = (byte)'[';
+            var classes = map.Classes.AsSpan(y * map.Width, map.Width);
+            var probs = map.Probs is null ? default : map.Probs.AsSpan(y * map.Width, map.Width);
+            for (var x = 0; x < classes.Length; x++)
+            {
+                if (x > 0)
+                {
+                    buffer[n++] = (byte)',';
+                    buffer[n++] = (byte)' ';
+                }
+                if (map.Probs is null)
+                {
+                    Utf8Formatter.TryFormat(classes[x], buffer[n..], out var written);
+                    n += written;
+                    continue;
+                }
+                var prefix = ClassPrefixes[classes[x]];
+                prefix.CopyTo(buffer[n..]);
+                n += prefix.Length;
+                n += PythonFloat.Format(probs[x], buffer[n..]);
+                buffer[n++] = (byte)']';
+            }
+            buffer[n++] = (byte)']';
+        }
+        return n;
     }
 
     // "[k.0, " for every class index: the part of a pixel that does not change with its probability.

@@ -10,66 +10,97 @@ internal static class PilResize
 {
     private const int PrecisionBits = 32 - 8 - 2;
 
-    public static RgbImage Resize(RgbImage image, int width, int height)
+    public static RgbImage Resize(RgbImage image, int width, int height) => ResizeCrop(image, width, height, 0, 0, width, height);
+
+    /// <summary>
+    /// The window [x, x+w) × [y, y+h) of the image resized to width×height (a resize followed by a crop, as
+    /// torchvision's Resize and CenterCrop), computing only that window: each output pixel depends on its own filter
+    /// taps alone, so the pixels are those of the whole resize. The horizontal pass runs only over the source rows
+    /// the window's vertical taps read (PIL trims its first pass to them as well).
+    /// </summary>
+    public static RgbImage ResizeCrop(RgbImage image, int width, int height, int x, int y, int w, int h)
     {
-        if (width == image.Width && height == image.Height) return image;
-        var horizontal = width == image.Width ? image : Pass(image, width, image.Height, horizontal: true);
-        return height == image.Height ? horizontal : Pass(horizontal, width, height, horizontal: false);
+        var needHorizontal = width != image.Width;
+        var needVertical = height != image.Height;
+        if (!needHorizontal && !needVertical) return w == width && h == height ? image : image.Crop(x, y, w, h);
+
+        // The source rows the window needs: its own rows, or those its vertical taps read.
+        int firstRow = y, rows = h;
+        (int[] Bounds, int[] Weights, int KernelSize) vertical = default;
+        if (needVertical)
+        {
+            vertical = Coefficients(image.Height, height);
+            firstRow = vertical.Bounds[y * 2];
+            var last = y + h - 1;
+            rows = vertical.Bounds[last * 2] + vertical.Bounds[last * 2 + 1] - firstRow;
+        }
+
+        // Horizontal pass: the window's columns over those rows (or a plain copy of them when the width stays).
+        var band = needHorizontal
+            ? Horizontal(image, Coefficients(image.Width, width), x, w, firstRow, rows)
+            : image.Crop(x, firstRow, w, rows);
+        return needVertical ? Vertical(band, vertical, firstRow, y, h) : band;
     }
 
     /// <summary>torchvision's Resize(int): the shorter side becomes <paramref name="size"/>, the longer int(size·long/short).</summary>
     public static (int Width, int Height) ShorterSideTo(int width, int height, int size) =>
         width <= height ? (size, (int)((long)size * height / width)) : ((int)((long)size * width / height), size);
 
-    private static RgbImage Pass(RgbImage src, int outWidth, int outHeight, bool horizontal)
+    // Output columns [x0, x0+w) of each of the source rows [firstRow, firstRow+rows).
+    private static RgbImage Horizontal(RgbImage src, (int[] Bounds, int[] Weights, int KernelSize) c, int x0, int w, int firstRow, int rows)
     {
-        var inSize = horizontal ? src.Width : src.Height;
-        var outSize = horizontal ? outWidth : outHeight;
-        var (bounds, weights, kernelSize) = Coefficients(inSize, outSize);
-        var dst = RgbImage.Create(outWidth, outHeight);
-        var s = src.Pixels;
-        var d = dst.Pixels;
+        var dst = RgbImage.Create(w, rows);
+        ReadOnlySpan<byte> s = src.Pixels;
+        var d = dst.Pixels.AsSpan();
         const int half = 1 << (PrecisionBits - 1);
-
-        if (horizontal)
+        for (var y = 0; y < rows; y++)
         {
-            for (var y = 0; y < outHeight; y++)
+            var row = s.Slice((firstRow + y) * src.Width * 3, src.Width * 3);
+            var output = d.Slice(y * w * 3, w * 3);
+            for (var x = 0; x < w; x++)
             {
-                var row = y * src.Width * 3;
-                for (var x = 0; x < outWidth; x++)
+                int start = c.Bounds[(x0 + x) * 2], count = c.Bounds[(x0 + x) * 2 + 1];
+                var taps = row.Slice(start * 3, count * 3);
+                var weights = c.Weights.AsSpan((x0 + x) * c.KernelSize, count);
+                int r = half, g = half, b = half;
+                for (var i = 0; i < weights.Length; i++)
                 {
-                    int start = bounds[x * 2], count = bounds[x * 2 + 1];
-                    int r = half, g = half, b = half;
-                    var k = x * kernelSize;
-                    for (var i = 0; i < count; i++)
-                    {
-                        var p = row + (start + i) * 3;
-                        var w = weights[k + i];
-                        r += s[p] * w;
-                        g += s[p + 1] * w;
-                        b += s[p + 2] * w;
-                    }
-                    var o = (y * outWidth + x) * 3;
-                    d[o] = Clip8(r);
-                    d[o + 1] = Clip8(g);
-                    d[o + 2] = Clip8(b);
+                    var wt = weights[i];
+                    r += taps[i * 3] * wt;
+                    g += taps[i * 3 + 1] * wt;
+                    b += taps[i * 3 + 2] * wt;
                 }
+                output[x * 3] = Clip8(r);
+                output[x * 3 + 1] = Clip8(g);
+                output[x * 3 + 2] = Clip8(b);
             }
         }
-        else
+        return dst;
+    }
+
+    // Output rows [y0, y0+h) from a band whose first row is source row firstRow.
+    private static RgbImage Vertical(RgbImage band, (int[] Bounds, int[] Weights, int KernelSize) c, int firstRow, int y0, int h)
+    {
+        var stride = band.Width * 3;
+        var dst = RgbImage.Create(band.Width, h);
+        ReadOnlySpan<byte> s = band.Pixels;
+        var d = dst.Pixels.AsSpan();
+        const int half = 1 << (PrecisionBits - 1);
+        var acc = new int[stride];
+        for (var y = 0; y < h; y++)
         {
-            var stride = src.Width * 3;
-            for (var y = 0; y < outHeight; y++)
+            int start = c.Bounds[(y0 + y) * 2] - firstRow, count = c.Bounds[(y0 + y) * 2 + 1];
+            var weights = c.Weights.AsSpan((y0 + y) * c.KernelSize, count);
+            // Row by row over the taps: each pass is a contiguous sweep (the sums are integers, so their order is free).
+            acc.AsSpan().Fill(half);
+            for (var i = 0; i < weights.Length; i++)
             {
-                int start = bounds[y * 2], count = bounds[y * 2 + 1];
-                var k = y * kernelSize;
-                for (var x = 0; x < outWidth * 3; x++)
-                {
-                    var acc = half;
-                    for (var i = 0; i < count; i++) acc += s[(start + i) * stride + x] * weights[k + i];
-                    d[y * stride + x] = Clip8(acc);
-                }
+                var wt = weights[i];
+                var source = s.Slice((start + i) * stride, stride);
+                for (var x = 0; x < stride; x++) acc[x] += source[x] * wt;
             }
+            var output = d.Slice(y * stride, stride);
+            for (var x = 0; x < stride; x++) output[x] = Clip8(acc[x]);
         }
         return dst;
     }

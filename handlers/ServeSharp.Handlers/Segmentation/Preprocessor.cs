@@ -40,14 +40,14 @@ internal static class Preprocessor
             {
                 // transforms.Resize(256) then CenterCrop(224): TorchServe's image_segmenter.
                 var (rw, rh) = PilResize.ShorterSideTo(w, h, o.TorchServeResize);
-                resized = PilResize.Resize(image, rw, rh);
                 var crop = o.TorchServeCrop;
                 var (cw, ch) = (Math.Min(crop, rw), Math.Min(crop, rh));
                 // torchvision's centre crop offsets: int(round((size - crop) / 2)), Python's round (half to even).
                 var left = (int)Math.Round((rw - cw) / 2.0, MidpointRounding.ToEven);
                 var top = (int)Math.Round((rh - ch) / 2.0, MidpointRounding.ToEven);
                 geometry = new Geometry(w, h, rw, rh, left, top, cw, ch);
-                resized = resized.Crop(left, top, cw, ch);
+                // Only the crop is computed: the pixels the resize would have put outside it are never used.
+                resized = PilResize.ResizeCrop(image, rw, rh, left, top, cw, ch);
                 break;
             }
             case "torchvision":

@@ -11,14 +11,17 @@ internal static class TensorOps
     public static void Normalize(RgbImage image, ReadOnlySpan<float> mean, ReadOnlySpan<float> std, Span<float> chw)
     {
         var plane = image.Width * image.Height;
-        var pixels = image.Pixels;
+        ReadOnlySpan<byte> pixels = image.Pixels.AsSpan(0, plane * 3);
+        Span<float> table = stackalloc float[256];
         for (var c = 0; c < 3; c++)
         {
-            // As torchvision computes it in float32: ToTensor divides by 255, Normalize subtracts then divides.
+            // As torchvision computes it in float32: ToTensor divides by 255, Normalize subtracts then divides. A byte
+            // has 256 values, so each channel's 256 answers are computed once, by that same expression, and looked up.
             var m = mean[c];
             var s = std[c];
+            for (var v = 0; v < 256; v++) table[v] = (v / 255f - m) / s;
             var dst = chw.Slice(c * plane, plane);
-            for (var i = 0; i < plane; i++) dst[i] = (pixels[i * 3 + c] / 255f - m) / s;
+            for (var i = 0; i < dst.Length; i++) dst[i] = table[pixels[i * 3 + c]];
         }
     }
 

@@ -10,7 +10,7 @@ namespace ServeSharp.Server.Http;
 /// </summary>
 internal static class RequestReader
 {
-    public static async Task<InferenceRequest> ReadAsync(HttpContext http, long maxRequestSize, CancellationToken cancellationToken)
+    public static async Task<InferenceRequest> ReadAsync(HttpContext http, long maxRequestSize, TimeProvider clock, CancellationToken cancellationToken)
     {
         var request = http.Request;
         if (request.ContentLength > maxRequestSize) throw TooLarge(maxRequestSize);
@@ -62,7 +62,7 @@ internal static class RequestReader
             parameters.TryAdd(name, RequestParameter.Text(name, value.ToString()));
         }
 
-        return new InferenceRequest(http.TraceIdentifier, parameters, Headers(request));
+        return new InferenceRequest(http.TraceIdentifier, parameters, Headers(request)) { Clock = clock };
     }
 
     /// <summary>

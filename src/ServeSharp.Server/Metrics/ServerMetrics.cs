@@ -44,6 +44,7 @@ internal sealed class ServerMetrics
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly Dictionary<string, ConfiguredMetric> _metrics = new(StringComparer.Ordinal);
     private readonly string _host = Environment.MachineName;
+    private readonly RequestStages _stages;
 
     public ServerMetrics(MetricsConfiguration configuration, ServerConfig config, TimeProvider time, ILoggerFactory loggers)
     {
@@ -59,7 +60,11 @@ internal sealed class ServerMetrics
             _metrics[spec.Name] = new ConfiguredMetric(spec, dimensions, factory, spec.Model ? modelMetrics : tsMetrics, time, buckets);
         }
         Warnings = Check(configuration);
+        _stages = new RequestStages(factory);
     }
+
+    /// <summary>A prediction answered over TorchServe's REST API: where its time went, stage by stage (ServeSharp's own histograms).</summary>
+    public void RequestServed(string model, InferenceRequest request) => _stages.Observe(model, request);
 
     /// <summary>What metrics.yaml asked for that ServeSharp does not measure (logged once at start).</summary>
     public IReadOnlyList<string> Warnings { get; }

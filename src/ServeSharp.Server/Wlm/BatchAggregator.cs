@@ -104,6 +104,7 @@ internal sealed partial class BatchAggregator
                 lock (_heldGate) _carried = job;
                 break;
             }
+            job.Request.EndStage(Sdk.RequestStage.QueueWait, _time.GetTimestamp());
             batch.Add(job);
         }
         return batch.Count > 0;

@@ -51,8 +51,12 @@ internal sealed class Job : IDisposable
 /// <summary>The protocol a prediction came in by: the request metrics carry it as their <c>protocol</c> label.</summary>
 internal enum InferenceProtocol { TorchServeRest, TorchServeGrpc, KServeV1, OipRest, OipGrpc }
 
-/// <summary>What the endpoint writes back: status, content type, body, extra headers.</summary>
-internal readonly record struct JobResult(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string>? Headers)
+/// <summary>
+/// What the endpoint writes back: status, content type, body, extra headers, and what owns a pooled body (disposed once
+/// it is written; see <see cref="HandlerOutput.BodyOwner"/>).
+/// </summary>
+internal readonly record struct JobResult(int StatusCode, string ContentType, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string>? Headers,
+    IDisposable? BodyOwner = null)
 {
     /// <summary>
     /// Combines a handler's output with what the handler set on the request (TorchServe's
@@ -62,6 +66,6 @@ internal readonly record struct JobResult(int StatusCode, string ContentType, Re
     {
         var status = output.StatusCode ?? settings?.StatusCode ?? 200;
         var contentType = settings?.ContentType ?? output.ContentType;
-        return new JobResult(status, contentType, output.Body, settings?.Headers.Count > 0 ? settings.Headers : null);
+        return new JobResult(status, contentType, output.Body, settings?.Headers.Count > 0 ? settings.Headers : null, output.BodyOwner);
     }
 }

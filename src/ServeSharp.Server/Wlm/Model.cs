@@ -145,6 +145,22 @@ internal sealed class Model : IDisposable
     /// <summary>The aggregator's loop, for the drain to await.</summary>
     public Task Aggregating => _aggregating;
 
+    private readonly Dictionary<int, Sdk.SharedSession> _sessions = [];
+
+    /// <summary>
+    /// The ONNX Runtime session the model's workers share on <paramref name="gpu"/> (CPU: null) under sharedSession: a
+    /// session is bound to one device. Its workers' handlers acquire and release it; the last release frees it.
+    /// </summary>
+    public Sdk.SharedSession SharedSessionFor(int? gpu, ILogger logger)
+    {
+        lock (_gate)
+        {
+            var key = gpu ?? -1;
+            if (!_sessions.TryGetValue(key, out var shared)) _sessions[key] = shared = new Sdk.SharedSession(Name, logger);
+            return shared;
+        }
+    }
+
     internal void Add(WorkerThread worker)
     {
         lock (_gate) _workers.Add(worker);

@@ -393,6 +393,7 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             Isolation = (yaml.WorkerIsolation ?? config.DefaultWorkerIsolation ?? (builtIn ? "in-process" : "process")) == "process"
                 ? WorkerIsolation.Process : WorkerIsolation.InProcess,
             MaxWorkerMemoryMB = yaml.MaxWorkerMemoryMB,
+            SharedSession = yaml.SharedSession,
             MaxRetryTimeoutSeconds = Math.Max(0, yaml.All.GetInt("maxRetryTimeoutInSec") ?? 300),
         };
     }

@@ -126,7 +126,9 @@ internal sealed partial class WorkLoadManager(ServerConfig config, ServerFolders
             GpuId = gpu,
             IntraOpThreads = ThreadPlanner.IntraOpThreads(Environment.ProcessorCount, planned, model.Archive.Config.Handler.GetInt("intra_op_threads")),
             InterOpThreads = 1,
-        }, modelLog, model.Name, model.Version);
+        }, modelLog, model.Name, model.Version,
+            // A session cannot cross into a worker process: those keep one each.
+            settings.SharedSession && settings.Isolation == WorkerIsolation.InProcess ? model.SharedSessionFor(gpu, modelLog) : null);
         var id = WorkerThread.NextId();
         IWorkerBackend backend = settings.Isolation == WorkerIsolation.Process
             ? new ProcessBackend(new ProcessWorkerOptions($"W-{id}-{model.Name}", folders.WorkerSockets, model.HandlerOverride, resolver.CompiledCache, config.WorkerUser, settings.MaxWorkerMemoryMB), time, logger, modelLog)

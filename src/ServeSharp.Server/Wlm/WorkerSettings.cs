@@ -23,4 +23,7 @@ internal sealed record WorkerSettings
     /// <summary>TorchServe's maxRetryTimeoutInSec: how long a model whose workers are being restarted still counts as healthy.</summary>
     public int MaxRetryTimeoutSeconds { get; init; } = 300;
     public int? MaxWorkerMemoryMB { get; init; }
+
+    /// <summary>model-config.yaml's <c>sharedSession</c>: in-process workers share one ONNX Runtime session (per GPU).</summary>
+    public bool SharedSession { get; init; }
 }

@@ -217,7 +217,11 @@ internal sealed partial class WorkerThread
         using var batch = new Batch(jobs, timeout, _time);
         using var onTimeout = batch.TimeoutToken.UnsafeRegister(_ => TimedOut(jobs, settings.ResponseTimeoutSeconds, number), null);
         var requests = new InferenceRequest[jobs.Count];
-        for (var i = 0; i < jobs.Count; i++) requests[i] = jobs[i].Request;
+        for (var i = 0; i < jobs.Count; i++)
+        {
+            requests[i] = jobs[i].Request;
+            requests[i].EndStage(RequestStage.BatchFormation, dispatched);
+        }
         try
         {
             var outputs = _backend.Run(requests, batch.Token);
@@ -228,6 +232,8 @@ internal sealed partial class WorkerThread
             for (var i = 0; i < jobs.Count; i++)
             {
                 var job = jobs[i];
+                HandlerStages(job.Request, answered - dispatched);
+                job.Request.MarkStage(answered); // the write stage starts with the answer
                 if (job.TryComplete(JobResult.FromOutput(outputs[i], requests[i].Response)) && !job.IsDescribe)
                     _metrics.InferenceCompleted(_model.Name, job.VersionLabel, job.Protocol, _time.GetElapsedTime(job.EnqueuedAt), _time.GetElapsedTime(job.EnqueuedAt, dispatched));
             }
@@ -253,6 +259,15 @@ internal sealed partial class WorkerThread
             // A late answer after a timeout is dropped by TryComplete; mark this batch over for the watchdog.
             Interlocked.Increment(ref _batchNumber);
         }
+    }
+
+    // A handler that reports no stages of its own (one in a worker process, or an IModelHandler that times nothing)
+    // still accounts for its time: all of it counts as inference.
+    private static void HandlerStages(InferenceRequest request, long handlerTicks)
+    {
+        if (request.GetStageTicks(RequestStage.Decode) + request.GetStageTicks(RequestStage.Preprocess) + request.GetStageTicks(RequestStage.Inference)
+            + request.GetStageTicks(RequestStage.Postprocess) + request.GetStageTicks(RequestStage.Serialize) == 0)
+            request.AddStageTicks(RequestStage.Inference, handlerTicks);
     }
 
     // Runs on a timer thread when responseTimeout passes: answer now, then give the handler a grace period to

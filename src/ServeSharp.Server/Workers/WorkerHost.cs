@@ -187,6 +187,11 @@ internal static partial class WorkerHost
                         _current = -1;
                         _cancel = null;
                     }
+                    // The bodies are in the frame now: pooled ones go back.
+                    if (outputs is not null)
+                    {
+                        foreach (var output in outputs) output.BodyOwner?.Dispose();
+                    }
                 }
             }
         }

@@ -20,6 +20,7 @@ public sealed class ModelConfigTests
             deviceType: GPU
             deviceIds: [0, 2]
             parallelType: pp
+            sharedSession: true
             myCustomKey: hello
             handler:
               mode: fixed
@@ -32,6 +33,7 @@ public sealed class ModelConfigTests
         var config = ModelConfigReader.Read(path);
         Assert.Equal((1, 3, 8, 25, 90, 30), (config.MinWorkers, config.MaxWorkers, config.BatchSize, config.MaxBatchDelay, config.ResponseTimeout, config.StartupTimeout));
         Assert.Equal("gpu", config.DeviceType);
+        Assert.True(config.SharedSession);
         Assert.Equal([0, 2], config.DeviceIds);
         Assert.Equal("fixed", config.Handler.GetString("mode"));
         Assert.Equal([640.0, 480.0], config.Handler.GetDoubleList("size"));
@@ -46,6 +48,7 @@ public sealed class ModelConfigTests
     [InlineData("maxBatchDelay: 1.5", "'maxBatchDelay': '1.5' is not an integer")]
     [InlineData("- just\n- a list", "the top level must be a mapping")]
     [InlineData("precision: fp16", "config key 'precision': 'fp16' is not fp32 or int8")]
+    [InlineData("sharedSession: sometimes", "'sharedSession'")]
     public void Bad_values_name_the_key(string yaml, string expected)
     {
         using var tmp = new TempDir();
@@ -78,5 +81,6 @@ public sealed class ModelConfigTests
         var path = tmp.File("empty.yaml");
         File.WriteAllText(path, "");
         Assert.Null(ModelConfigReader.Read(path).BatchSize);
+        Assert.False(ModelConfigReader.Read(path).SharedSession);
     }
 }
