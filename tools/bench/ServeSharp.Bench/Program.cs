@@ -24,7 +24,7 @@ void Say(string line)
     log.AppendLine(line);
 }
 
-// 1. Models (seeded random init; torch weights kept for the peer), archives, and real JPEG photographs.
+// 1. Models (seeded, fitted briefly on photographs; torch weights kept for the peer), archives, and real JPEG photographs.
 // Fitted briefly on photographs (tools/models/fit.py): a random-init DeepLab answers one class for every pixel, which
 // made the class-agreement check pass trivially and every mask compress to nothing.
 var mobilenet = Export("deeplabv3_mobilenet_v3_large", fitSteps: 150);
@@ -467,7 +467,7 @@ void WriteResults()
     md.AppendLine();
     md.AppendLine($"Written by `dotnet run --project tools/bench/ServeSharp.Bench -c Release{(args.Length > 0 ? " -- " + string.Join(' ', args) : "")}` on {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
     md.AppendLine($"Machine: {cpu}, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0:F0} GiB; .NET {Environment.Version}; ONNX Runtime {typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version}; the peer runs Debian's PyTorch/torchvision.");
-    md.AppendLine("Both servers serve the same weights (seeded random init). Each row is a fresh server process holding only that model; closed-loop clients on loopback, JPEG photographs of four sizes, every worker warmed first. The ratio column compares with the peer at its best in the same scenario: its highest throughput and its lowest p99 over its configurations.");
+    md.AppendLine("Both servers serve the same weights (seeded, fitted briefly on photographs by tools/models/fit.py, so class agreement means something). Each row is a fresh server process holding only that model; closed-loop clients on loopback, JPEG photographs of four sizes, every worker warmed first. The ratio column compares with the peer at its best in the same scenario: its highest throughput and its lowest p99 over its configurations.");
     md.AppendLine("Peak RSS is the server's process tree; per worker is that divided by the workers (the peer's workers are processes, ServeSharp's are threads sharing one process). Efficiency (ServeSharp rows) is served req/s ÷ the bare model's inferences/s: the same ONNX file through ONNX Runtime in the bench's process, same batch size, workers and threads, pre-made input tensors of the preprocessed shapes, no server up; goals, reported and not asserted: ≥ 80 % for TorchServe JSON at 224, ≥ 90 % for the mask PNG at 520.");
     md.AppendLine();
     md.AppendLine("| scenario | clients | server | req/s | p50 ms | p90 ms | p99 ms | peak RSS MiB | peak RSS MiB per worker | efficiency | ServeSharp / best peer (throughput / p99) | failures |");
