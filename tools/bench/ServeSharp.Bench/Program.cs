@@ -55,15 +55,19 @@ BareSpec Twin(string onnx, IReadOnlyList<int[]> shapes, int workers, int batchSi
 // The mobilenet contenders serve the mobilenet scenario and the scaling one (at the best configuration found here).
 const string mobilenetTitle = "deeplabv3_mobilenet_v3_large, torchserve mode, TorchServe JSON";
 Contender? oursBest = null, peerBest = null;
-Contender ours1 = null!, oursW = null!, oursB = null!, peer1 = null!, peerW = null!, peerD = null!;
+Contender ours1 = null!, oursW = null!, oursB = null!, oursD = null!, peer1 = null!, peerW = null!, peerD = null!;
 if (only.Contains("mobilenet") || only.Contains("scaling"))
 {
     const string torchserve = "  mode: torchserve\n";
     Archive("mnv3", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", torchserve);
     Archive("mnv3w", mobilenet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\n", torchserve);
     Archive("mnv3b", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 10\n", torchserve);
+    // A worker per core with every core in each (the peer's TorchServe default): while one worker decodes, resizes and
+    // writes JSON, the other's inference has both cores.
+    Archive("mnv3d", mobilenet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\n", $"{torchserve}  intra_op_threads: {cores}\n");
     ours1 = Ours($"1 worker × {cores} threads", "mnv3", "/predictions/mnv3", 1, Twin(mobilenet.Onnx, InputShapes.TorchServe, 1));
     oursW = Ours($"{cores} workers × 1 thread", "mnv3w", "/predictions/mnv3w", cores, Twin(mobilenet.Onnx, InputShapes.TorchServe, cores));
+    oursD = Ours($"{cores} workers × {cores} threads", "mnv3d", "/predictions/mnv3d", cores, new BareSpec(mobilenet.Onnx, InputShapes.TorchServe, 1, cores, cores, false));
     oursB = Ours($"1 worker × {cores} threads, batching 8 / 10 ms", "mnv3b", "/predictions/mnv3b", 1, Twin(mobilenet.Onnx, InputShapes.TorchServe, 1, batchSize: 8));
     peer1 = Peer(mobilenet.State, 1, cores, "/predictions/mnv3");
     peerW = Peer(mobilenet.State, cores, 1, "/predictions/mnv3");
@@ -74,8 +78,9 @@ if (only.Contains("mobilenet"))
 {
     if (!noPeer) await Agreement("deeplabv3_mobilenet_v3_large torchserve mode", ours1 with { Path = "/predictions/mnv3?output=torchserve" }, peer1);
     var n = quick ? 24 : 64;
-    var one = await Scenario(mobilenetTitle, 1, n, [ours1, oursW], [peer1, peerW], warm: 40);
-    var eight = await Scenario(mobilenetTitle, 8, n * 2, [ours1, oursW, oursB], [peer1, peerW, peerD], warm: 40);
+    // 80 warm-up requests: with two workers, the first ~60 still pay a warm-up (bench/RESULTS.md, 2026-12-03).
+    var one = await Scenario(mobilenetTitle, 1, n, [ours1, oursW], [peer1, peerW], warm: 80);
+    var eight = await Scenario(mobilenetTitle, 8, n * 2, [ours1, oursW, oursD, oursB], [peer1, peerW, peerD], warm: 80);
     Say(Efficiency.Goal($"{mobilenetTitle} c=1, best ServeSharp row", one.Where(r => r.Ours).Max(r => r.Efficiency), 0.80));
     Say(Efficiency.Goal($"{mobilenetTitle} c=8, best ServeSharp row", eight.Where(r => r.Ours).Max(r => r.Efficiency), 0.80));
     // The scaling scenario runs each server at its best configuration here: its highest throughput with 8 clients.
