@@ -24,7 +24,7 @@ internal static class Argmax
     /// </summary>
     public static void Planes(ReadOnlyMemory<float> planes, int classes, int pixels, bool probabilities, byte[] best, float[] probs, int parallelism)
     {
-        var parts = Math.Min(parallelism, pixels / MinPixelsPerPart);
+        var parts = PixelParts.For(parallelism, pixels);
         if (parts <= 1)
         {
             Planes(planes.Span, classes, pixels, probabilities, best, probs);
@@ -37,9 +37,6 @@ internal static class Argmax
             if (from < to) Range(planes.Span, classes, pixels, probabilities, best, probs, from, to);
         });
     }
-
-    // Below this many pixels a part costs less than handing it to another thread.
-    private const int MinPixelsPerPart = 8192;
 
     private static void Range(ReadOnlySpan<float> planes, int classes, int pixels, bool probabilities, Span<byte> best, Span<float> probs, int from, int to)
     {

@@ -19,7 +19,7 @@ internal static class OutputWriter
         var buffer = ArrayPool<byte>.Shared.Rent(JsonBound(map.Width, map.Height));
         try
         {
-            var parts = Math.Min(parallelism, map.Width * map.Height / MinPixelsPerPart);
+            var parts = PixelParts.For(parallelism, map.Width * map.Height);
             var length = parts <= 1 ? WriteRows(map, 0, map.Height, buffer) : WriteInParts(map, parts, buffer);
             buffer[length++] = (byte)']';
             return HandlerOutput.Rented(buffer, length, "application/json");
@@ -33,9 +33,6 @@ internal static class OutputWriter
 
     // Widest pixel: "[255.0, 0.0012345678901234567], " — 34 bytes; rows add "[", "], ".
     private static int JsonBound(int width, int height) => width * height * 34 + height * 4 + 4;
-
-    // Below this many pixels a part costs less than handing it to another thread.
-    private const int MinPixelsPerPart = 8192;
 
     // Bands of rows on up to `parts` threads (the worker's ONNX Runtime threads are idle between runs): the first band
     // straight into the answer's buffer, the others into buffers of their own, appended in order.
