@@ -15,14 +15,22 @@ public static class CpuFeatures
     /// <summary>Whether the CPU has a VNNI instruction set (AVX512-VNNI or AVX-VNNI).</summary>
     public static bool HasVnni => Flags.GetValueOrDefault("avx512_vnni") || Flags.GetValueOrDefault("avx_vnni");
 
+    /// <summary>The first <c>flags</c> line of <c>/proc/cpuinfo</c> text, as a set (empty when there is none).</summary>
+    public static IReadOnlySet<string> ParseFlags(IEnumerable<string> cpuinfoLines)
+    {
+        var line = cpuinfoLines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal) && l.Contains(':', StringComparison.Ordinal));
+        return line is null
+            ? new HashSet<string>(StringComparer.Ordinal)
+            : line[(line.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+    }
+
     private static Dictionary<string, bool> Read()
     {
         var result = new Dictionary<string, bool>(StringComparer.Ordinal);
         try
         {
-            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal));
-            if (line is null) return result;
-            var flags = line[(line.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+            var flags = ParseFlags(File.ReadLines("/proc/cpuinfo"));
+            if (flags.Count == 0) return result;
             foreach (var flag in Interesting) result[flag] = flags.Contains(flag);
         }
         catch (IOException)
