@@ -25,12 +25,11 @@ public static class ProtocolClients
         json.CopyTo(body, 0);
         BinaryPrimitives.WriteInt32LittleEndian(body.AsSpan(json.Length), image.Length);
         image.CopyTo(body, json.Length + 4);
-        using var content = new ByteArrayContent(body);
+        var content = new ByteArrayContent(body);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
         content.Headers.Add("Inference-Header-Content-Length", json.Length.ToString(CultureInfo.InvariantCulture));
-        using var response = await http.PostAsync($"/v2/models/{model}/infer", content);
-        await response.Content.ReadAsByteArrayAsync();
-        return response.IsSuccessStatusCode;
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v2/models/{model}/infer") { Content = content };
+        return await LoadGenerator.SendAndDrainAsync(http, request);
     };
 
     /// <summary>TorchServe's gRPC Predictions, as torchserve_grpc_client.py sends it: the image as input "data".</summary>
