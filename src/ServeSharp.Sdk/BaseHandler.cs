@@ -30,6 +30,7 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
 {
     private HandlerContext? _context;
     private SharedSession? _shared;
+    private Task _postprocessing = Task.CompletedTask;
 
     /// <summary>The context given to <see cref="Initialize"/>.</summary>
     protected HandlerContext Context => _context ?? throw new InvalidOperationException("the handler is not initialised");
@@ -107,51 +108,90 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
             HookTime(request, RequestStage.Preprocess, started, RequestStage.Decode, split);
         }
 
-        if (live.Count > 0)
+        if (live.Count == 0) return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
+
+        var liveRequests = new InferenceRequest[live.Count];
+        for (var k = 0; k < live.Count; k++) liveRequests[k] = batch[live[k]];
+        IReadOnlyList<TOutput>? outputs = null;
+        try
         {
-            var liveRequests = new InferenceRequest[live.Count];
-            for (var k = 0; k < live.Count; k++) liveRequests[k] = batch[live[k]];
-            IReadOnlyList<TOutput>? outputs = null;
-            try
-            {
-                var running = liveRequests[0].Clock.GetTimestamp();
-                outputs = Inference(inputs, liveRequests, cancellationToken);
-                // The batch's run is every one of its requests' inference time.
-                var ran = liveRequests[0].Clock.GetTimestamp() - running;
-                foreach (var request in liveRequests) request.AddStageTicks(RequestStage.Inference, ran);
-                if (outputs.Count != live.Count)
-                    throw new InvalidOperationException($"Inference returned {outputs.Count} outputs for {live.Count} inputs");
-                cancellationToken.ThrowIfCancellationRequested(); // nobody waits for these answers any more
-                for (var k = 0; k < live.Count; k++)
-                {
-                    var request = batch[live[k]];
-                    var (started, split) = (request.Clock.GetTimestamp(), request.GetStageTicks(RequestStage.Serialize));
-                    try
-                    {
-                        results[live[k]] = Postprocess(outputs[k], request);
-                    }
-                    catch (Exception e)
-                    {
-                        results[live[k]] = Fail(request, e);
-                    }
-                    HookTime(request, RequestStage.Postprocess, started, RequestStage.Serialize, split);
-                }
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                foreach (var i in live) results[i] = Fail(batch[i], e);
-            }
-            finally
-            {
-                foreach (var input in inputs) (input as IDisposable)?.Dispose();
-                if (outputs is not null)
-                {
-                    foreach (var output in outputs) (output as IDisposable)?.Dispose();
-                }
-            }
+            var running = liveRequests[0].Clock.GetTimestamp();
+            outputs = Inference(inputs, liveRequests, cancellationToken);
+            // The batch's run is every one of its requests' inference time.
+            var ran = liveRequests[0].Clock.GetTimestamp() - running;
+            foreach (var request in liveRequests) request.AddStageTicks(RequestStage.Inference, ran);
+            if (outputs.Count != live.Count)
+                throw new InvalidOperationException($"Inference returned {outputs.Count} outputs for {live.Count} inputs");
+        }
+        catch (Exception e)
+        {
+            Release(inputs, outputs);
+            if (e is OperationCanceledException) throw;
+            foreach (var i in live) results[i] = Fail(batch[i], e);
+            return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
         }
 
-        return Task.FromResult<IReadOnlyList<HandlerOutput>>(results);
+        if (!PostprocessConcurrently) return Task.FromResult<IReadOnlyList<HandlerOutput>>(Finish(batch, live, inputs, outputs, results, cancellationToken));
+
+        // At most one batch postprocesses behind the model's run, in order: wait for the one before (its requests
+        // already have their answers or its error), so outputs holding ONNX Runtime's buffers cannot pile up.
+        try
+        {
+            _postprocessing.Wait(CancellationToken.None);
+        }
+        catch (AggregateException)
+        {
+        }
+        var finishing = Task.Run<IReadOnlyList<HandlerOutput>>(() => Finish(batch, live, inputs, outputs, results, cancellationToken), CancellationToken.None);
+        _postprocessing = finishing;
+        return finishing;
+    }
+
+    /// <summary>
+    /// True when <see cref="Postprocess"/> reads only its output, its request and what <see cref="Initialize"/> set up,
+    /// so it may run on a pool thread while this handler preprocesses and runs the next batch. The worker then hands
+    /// over the next batch as soon as <c>Inference</c> returns, and the per-pixel work after a run overlaps the next
+    /// run instead of following it. False by default: a handler written for TorchServe's one-hook-at-a-time worker
+    /// may keep state across hooks. Outputs must not share buffers that the next <c>Inference</c> overwrites.
+    /// </summary>
+    protected virtual bool PostprocessConcurrently => false;
+
+    /// <inheritdoc />
+    bool IModelHandler.OverlapsBatches => PostprocessConcurrently;
+
+    // Postprocess for each live request (a request that fails here fails alone), then release inputs and outputs.
+    private HandlerOutput[] Finish(IReadOnlyList<InferenceRequest> batch, List<int> live, List<TInput> inputs, IReadOnlyList<TOutput> outputs, HandlerOutput[] results, CancellationToken cancellationToken)
+    {
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested(); // nobody waits for these answers any more
+            for (var k = 0; k < live.Count; k++)
+            {
+                var request = batch[live[k]];
+                var (started, split) = (request.Clock.GetTimestamp(), request.GetStageTicks(RequestStage.Serialize));
+                try
+                {
+                    results[live[k]] = Postprocess(outputs[k], request);
+                }
+                catch (Exception e)
+                {
+                    results[live[k]] = Fail(request, e);
+                }
+                HookTime(request, RequestStage.Postprocess, started, RequestStage.Serialize, split);
+            }
+            return results;
+        }
+        finally
+        {
+            Release(inputs, outputs);
+        }
+    }
+
+    private static void Release(List<TInput> inputs, IReadOnlyList<TOutput>? outputs)
+    {
+        foreach (var input in inputs) (input as IDisposable)?.Dispose();
+        if (outputs is null) return;
+        foreach (var output in outputs) (output as IDisposable)?.Dispose();
     }
 
     // A hook's time is its own stage's, less what the handler reported inside it as another (decode, serialize).
@@ -191,6 +231,14 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     {
         if (disposing)
         {
+            // A batch still postprocessing reads outputs of this handler's session: let it finish first.
+            try
+            {
+                _postprocessing.Wait(CancellationToken.None);
+            }
+            catch (AggregateException)
+            {
+            }
             // A shared session is the model's: this worker only lets go of it (the last one frees it).
             if (_shared is not null) _shared.Release();
             else Session?.Dispose();

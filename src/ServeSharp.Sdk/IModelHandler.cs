@@ -15,4 +15,12 @@ public interface IModelHandler : IDisposable
     /// in the order of <paramref name="batch"/>.
     /// </summary>
     Task<IReadOnlyList<HandlerOutput>> HandleAsync(IReadOnlyList<InferenceRequest> batch, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// False (the default): the worker waits for the task <see cref="HandleAsync"/> returns before it takes its next
+    /// batch, so a handler's batches never overlap. True: that task may still be finishing a batch (its postprocess)
+    /// when the worker hands this handler the next one; <see cref="BaseHandler{TInput,TOutput}"/> says so for handlers
+    /// that set its PostprocessConcurrently.
+    /// </summary>
+    bool OverlapsBatches => false;
 }

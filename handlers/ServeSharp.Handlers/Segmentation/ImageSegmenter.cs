@@ -41,6 +41,10 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         _names = ClassNames.Load(context.PathOf(context.HandlerConfig.GetString("index_to_name") ?? "index_to_name.json"));
     }
 
+    // Postprocess reads its own output (which holds its run's ONNX Runtime buffers), its request and what Initialize
+    // set: the argmax and the JSON of one batch can run while the model runs the next.
+    protected override bool PostprocessConcurrently => true;
+
     protected override SegInput Preprocess(InferenceRequest request)
     {
         var options = _options.For(request);

@@ -34,6 +34,23 @@ internal interface IWorkerBackend : IDisposable
     /// <exception cref="WorkerDiedException">The backend died while the batch ran.</exception>
     IReadOnlyList<HandlerOutput> Run(InferenceRequest[] batch, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Starts one batch on the worker's thread. The task may still be running when this returns: the handler then
+    /// finishes the batch off the worker's thread (see BaseHandler's PostprocessConcurrently) and the worker is free
+    /// for the next one. By default the batch runs to its end here.
+    /// </summary>
+    Task<IReadOnlyList<HandlerOutput>> Start(InferenceRequest[] batch, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Task.FromResult(Run(batch, cancellationToken));
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<IReadOnlyList<HandlerOutput>>(e);
+        }
+    }
+
     /// <summary>Stops the handler the hard way, where possible (see <see cref="CanKill"/>).</summary>
     void Kill(string reason);
 
@@ -61,7 +78,14 @@ internal sealed class InProcessBackend(Loader.HandlerFactory factory) : IWorkerB
     }
 
     public IReadOnlyList<HandlerOutput> Run(InferenceRequest[] batch, CancellationToken cancellationToken) =>
-        _handler!.HandleAsync(batch, cancellationToken).GetAwaiter().GetResult();
+        Start(batch, cancellationToken).GetAwaiter().GetResult();
+
+    public Task<IReadOnlyList<HandlerOutput>> Start(InferenceRequest[] batch, CancellationToken cancellationToken)
+    {
+        var handling = _handler!.HandleAsync(batch, cancellationToken);
+        // A handler whose batches must not overlap holds the worker until its task ends, however it waits inside.
+        return _handler.OverlapsBatches ? handling : Task.FromResult(handling.GetAwaiter().GetResult());
+    }
 
     public void Kill(string reason)
     {

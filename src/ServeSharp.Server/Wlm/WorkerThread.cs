@@ -34,6 +34,7 @@ internal sealed partial class WorkerThread
     private int _state = (int)WorkerState.Loading;
     private int _abandoned;
     private long _batchNumber;
+    private Task _finishing = Task.CompletedTask;
 
     /// <summary>A new worker id (TorchServe numbers its workers from 9000).</summary>
     public static string NextId() => Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -194,6 +195,8 @@ internal sealed partial class WorkerThread
         }
         finally
         {
+            // A batch still finishing off this thread gets its answers before the handler goes.
+            _finishing.Wait(CancellationToken.None);
             if (Volatile.Read(ref _abandoned) == 0) _backend.Stop(CancellationGrace);
             _backend.Dispose();
             if (State != WorkerState.Failed) Volatile.Write(ref _state, (int)WorkerState.Stopped);
@@ -214,17 +217,39 @@ internal sealed partial class WorkerThread
         var timeout = TimeSpan.FromSeconds(settings.ResponseTimeoutSeconds);
         var number = Interlocked.Increment(ref _batchNumber);
         var dispatched = _time.GetTimestamp();
-        using var batch = new Batch(jobs, timeout, _time);
-        using var onTimeout = batch.TimeoutToken.UnsafeRegister(_ => TimedOut(jobs, settings.ResponseTimeoutSeconds, number), null);
+        var batch = new Batch(jobs, timeout, _time);
+        var onTimeout = batch.TimeoutToken.UnsafeRegister(_ => TimedOut(jobs, settings.ResponseTimeoutSeconds, number), null);
         var requests = new InferenceRequest[jobs.Count];
         for (var i = 0; i < jobs.Count; i++)
         {
             requests[i] = jobs[i].Request;
             requests[i].EndStage(RequestStage.BatchFormation, dispatched);
         }
+        Task<IReadOnlyList<HandlerOutput>> running;
         try
         {
-            var outputs = _backend.Run(requests, batch.Token);
+            running = _backend.Start(requests, batch.Token);
+        }
+        catch (Exception e)
+        {
+            running = Task.FromException<IReadOnlyList<HandlerOutput>>(e);
+        }
+        if (running.IsCompleted)
+        {
+            Answer(running, jobs, requests, batch, onTimeout, dispatched);
+            return;
+        }
+        // The handler finishes this batch off our thread (its postprocess overlaps the next run): answer when it ends.
+        // The batch, its token and its timeout stay alive until then; the worker is free for the next batch now.
+        _finishing = running.ContinueWith(t => Answer(t, jobs, requests, batch, onTimeout, dispatched),
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private void Answer(Task<IReadOnlyList<HandlerOutput>> handled, List<Job> jobs, InferenceRequest[] requests, Batch batch, CancellationTokenRegistration onTimeout, long dispatched)
+    {
+        try
+        {
+            var outputs = handled.GetAwaiter().GetResult();
             var handlerTime = _time.GetElapsedTime(dispatched);
             if (outputs.Count != jobs.Count)
                 throw new InvalidOperationException($"the handler returned {outputs.Count} responses for a batch of {jobs.Count}");
@@ -256,7 +281,11 @@ internal sealed partial class WorkerThread
         }
         finally
         {
-            // A late answer after a timeout is dropped by TryComplete; mark this batch over for the watchdog.
+            onTimeout.Dispose();
+            batch.Dispose();
+            // A late answer after a timeout is dropped by TryComplete; mark this batch over for the watchdog (a batch
+            // finishing off the worker's thread may end after the next one started: the watchdog then sees the worker
+            // moving, which it is).
             Interlocked.Increment(ref _batchNumber);
         }
     }

@@ -16,6 +16,7 @@ public sealed class GateStoreFixture : IDisposable
         Archive("timeout", GateHandler.Name, "minWorkers: 1\nresponseTimeout: 2\n");
         Archive("flaky", GateHandler.Name, "minWorkers: 1\nhandler:\n  fail_init_times: 2\n");
         Archive("broken", GateHandler.Name, "minWorkers: 1\nhandler:\n  fail_init_times: 1000\n");
+        Archive("overlap", OverlapHandler.Name, "minWorkers: 1\nmaxWorkers: 1\n");
         Archive("seg", "image_segmenter", "minWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 3000\nhandler:\n  mode: original\n  output: summary\n", TestModels.Tiny);
     }
 
