@@ -28,9 +28,9 @@ public enum RequestStage
     /// <summary><c>postprocess</c>: the handler's Postprocess hook (argmax, softmax), less what it reports as serialize.</summary>
     Postprocess,
 
-    /// <summary><c>serialize</c>: writing the answer's bytes (JSON, PNG).</summary>
+    /// <summary><c>serialize</c>: writing the answer's bytes (JSON, PNG), in the handler or, for KServe v1 and OIP v2 REST, at the endpoint.</summary>
     Serialize,
 
-    /// <summary><c>write</c>: from the worker's answer to its last byte written to the client.</summary>
+    /// <summary><c>write</c>: from the worker's answer (or the endpoint's serialize) to the answer handed to the client's connection or gRPC call.</summary>
     Write,
 }

@@ -70,6 +70,7 @@ internal sealed partial class ServerHost : IAsyncDisposable
         s.AddSingleton(options);
         s.AddSingleton(time ?? TimeProvider.System);
         s.AddSingleton<ServerMetrics>();
+        s.AddSingleton<PredictionTiming>();
         s.AddSingleton<ServerDrain>();
         // Archive downloads: ModelSource follows redirects itself, checking every hop against allowed_urls.
         s.AddSingleton(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }) { Timeout = TimeSpan.FromMinutes(10) });
@@ -114,11 +115,12 @@ internal sealed partial class ServerHost : IAsyncDisposable
         app.Use(next => ApiPipeline.Authorize(app.Services.GetRequiredService<TokenAuthorization>(), next));
         app.Use(next => ApiPipeline.Admit(app.Services.GetRequiredService<ServerDrain>(), next));
         var models = app.Services.GetRequiredService<ModelManager>();
+        var timing = app.Services.GetRequiredService<PredictionTiming>();
         ApiPipeline.Map(app, plan.Select(l => l.Apis), [
             .. app.Services.GetRequiredService<TokenAuthorization>().Routes(),
-            .. InferenceApi.Routes(models, config, app.Services.GetRequiredService<ServerMetrics>(), app.Services.GetRequiredService<TimeProvider>()),
-            .. KServeV1Api.Routes(models, config),
-            .. OipApi.Routes(models, config),
+            .. InferenceApi.Routes(models, config, timing),
+            .. KServeV1Api.Routes(models, config, timing),
+            .. OipApi.Routes(models, config, timing),
             .. PlaygroundApi.Routes(config),
             .. ManagementApi.Routes(models, config),
             .. MetricsApi.Routes(app.Services.GetRequiredService<ServerMetrics>()),

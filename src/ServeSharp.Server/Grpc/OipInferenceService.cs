@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Grpc.Oip;
+using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Oip;
 using ServeSharp.Server.Wlm;
 
@@ -14,7 +15,7 @@ namespace ServeSharp.Server.Grpc;
 /// TorchServe's service. The same metadata and the same <see cref="OipInference"/> as the REST form; inputs come as
 /// raw_input_contents or typed contents, outputs always go back as raw_output_contents.
 /// </summary>
-internal sealed class OipInferenceService(ModelManager models) : GRPCInferenceService.GRPCInferenceServiceBase
+internal sealed class OipInferenceService(ModelManager models, PredictionTiming timing) : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
@@ -41,8 +42,13 @@ internal sealed class OipInferenceService(ModelManager models) : GRPCInferenceSe
 
     public override async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
     {
+        // gRPC has read and decoded the message before this runs: read_body here is only its turning into the requests.
+        var arrived = timing.Arrived();
         var model = Target(request.ModelName, request.ModelVersion);
-        var answer = await OipInference.InferAsync(models, model, request.ModelVersion, ToOip(request), InferenceProtocol.OipGrpc, InferenceService.HeadersOf(context), context.CancellationToken);
+        var oip = ToOip(request);
+        var instances = OipInference.Instances(model, oip, InferenceService.HeadersOf(context), timing.Clock);
+        timing.BodyRead(instances, arrived);
+        var answer = await OipInference.InferAsync(models, model, request.ModelVersion, oip, instances, InferenceProtocol.OipGrpc, context.CancellationToken);
         var response = new ModelInferResponse { ModelName = answer.ModelName, ModelVersion = answer.ModelVersion, Id = answer.Id ?? "" };
         foreach (var t in answer.Outputs)
         {
@@ -50,6 +56,7 @@ internal sealed class OipInferenceService(ModelManager models) : GRPCInferenceSe
             // The stacked outputs are fresh buffers nobody writes again: handed to protobuf without a copy.
             response.RawOutputContents.Add(UnsafeByteOperations.UnsafeWrap(t.Data));
         }
+        timing.Written(model.Name, PredictionTiming.LastAnswered(instances)); // the reply goes back to gRPC, which encodes and sends it after this
         return response;
     }
 

@@ -8,7 +8,7 @@ namespace ServeSharp.Server.Http;
 /// <summary>TorchServe's inference API: /ping, /predictions/{model}[/{version}], and the API description.</summary>
 internal static class InferenceApi
 {
-    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config, ServerMetrics metrics, TimeProvider time) =>
+    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config, PredictionTiming timing) =>
     [
         new(Api.Inference, "GET", "/ping", http =>
         {
@@ -16,20 +16,19 @@ internal static class InferenceApi
             var healthy = models.IsHealthy();
             return Respond.Status(http, healthy ? 200 : models.Stopping ? 503 : 500, healthy ? "Healthy" : "Unhealthy");
         }, Open: true, Also: Api.KServe), // on KServe's port too, so one health check fits every layout
-        new(Api.Inference, "POST", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config, metrics, time)),
-        new(Api.Inference, "PUT", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config, metrics, time)),
+        new(Api.Inference, "POST", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config, timing)),
+        new(Api.Inference, "PUT", "/predictions/{model}/{version?}", http => PredictAsync(http, models, config, timing)),
         new(Api.Inference, "GET", "/api-description", http => ApiDescription.WriteAsync(http, ApiDescription.Inference), Open: true),
         new(Api.Inference, "OPTIONS", "/", http => ApiDescription.WriteAsync(http, ApiDescription.Inference), Open: true),
     ];
 
-    private static async Task PredictAsync(HttpContext http, ModelManager models, ServerConfig config, ServerMetrics metrics, TimeProvider time)
+    private static async Task PredictAsync(HttpContext http, ModelManager models, ServerConfig config, PredictionTiming timing)
     {
-        var arrived = time.GetTimestamp();
+        var arrived = timing.Arrived();
         var model = models.Get(http.RouteString("model")!, http.RouteString("version"));
         ModelManager.EnsureServing(model); // refuse before reading a body nobody will run
-        var request = await RequestReader.ReadAsync(http, config.MaxRequestSize, time, http.RequestAborted);
-        request.StartTiming(arrived);
-        request.EndStage(RequestStage.ReadBody, time.GetTimestamp());
+        var request = await RequestReader.ReadAsync(http, config.MaxRequestSize, timing.Clock, http.RequestAborted);
+        timing.BodyRead(request, arrived);
         var result = await models.PredictAsync(model, http.RouteString("version"), request, InferenceProtocol.TorchServeRest, http.RequestAborted);
         try
         {
@@ -50,8 +49,7 @@ internal static class InferenceApi
         {
             result.BodyOwner?.Dispose(); // Kestrel has copied the body (or the client left): a pooled buffer goes back
         }
-        request.EndStage(RequestStage.Write, time.GetTimestamp());
-        metrics.RequestServed(model.Name, request);
+        timing.Written(model.Name, request);
     }
 
     /// <summary>A route value as text, or null when absent.</summary>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using ServeSharp.Sdk;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Oip;
 using ServeSharp.Server.Wlm;
 
@@ -14,7 +15,7 @@ namespace ServeSharp.Server.Http;
 /// </summary>
 internal static class KServeV1Api
 {
-    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config) =>
+    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config, PredictionTiming timing) =>
     [
         new(Api.Inference, "GET", "/v1/models", http => Respond.Json(http, 200, new KServeModels([.. models.ListDefaults().Select(m => m.Name)]), ApiJsonContext.Relaxed.KServeModels), Errors: ErrorForm.KServe, Also: Api.KServe),
         new(Api.Inference, "GET", "/v1/models/{model}", http =>
@@ -23,7 +24,7 @@ internal static class KServeV1Api
             var ready = OipMetadata.IsReady(model);
             return Respond.Json(http, ready ? 200 : 503, new KServeModelReady(model.Name, ready), ApiJsonContext.Relaxed.KServeModelReady);
         }, Errors: ErrorForm.KServe, Also: Api.KServe),
-        new(Api.Inference, "POST", "/v1/models/{model}:predict", http => PredictAsync(http, models, config), Errors: ErrorForm.KServe, Also: Api.KServe),
+        new(Api.Inference, "POST", "/v1/models/{model}:predict", http => PredictAsync(http, models, config, timing), Errors: ErrorForm.KServe, Also: Api.KServe),
         new(Api.Inference, "POST", "/v1/models/{model}:explain", http =>
         {
             models.Get(http.RouteString("model")!, null);
@@ -31,16 +32,19 @@ internal static class KServeV1Api
         }, Errors: ErrorForm.KServe, Also: Api.KServe),
     ];
 
-    private static async Task PredictAsync(HttpContext http, ModelManager models, ServerConfig config)
+    private static async Task PredictAsync(HttpContext http, ModelManager models, ServerConfig config, PredictionTiming timing)
     {
+        var arrived = timing.Arrived();
         var model = models.Get(http.RouteString("model")!, null);
         ModelManager.EnsureServing(model);
         var body = await RequestReader.ReadRawAsync(http, config.MaxRequestSize, http.RequestAborted);
         var instances = Instances(body);
         var headers = RequestReader.Headers(http.Request);
         var requests = instances.Select((instance, i) => new InferenceRequest($"{http.TraceIdentifier}-{i}",
-            new Dictionary<string, RequestParameter>(StringComparer.Ordinal) { ["data"] = new("data", instance, "application/json") }, headers)).ToList();
+            new Dictionary<string, RequestParameter>(StringComparer.Ordinal) { ["data"] = new("data", instance, "application/json") }, headers) { Clock = timing.Clock }).ToList();
+        timing.BodyRead(requests, arrived);
         var results = await OipInference.PredictAllAsync(models, model, null, requests, InferenceProtocol.KServeV1, http.RequestAborted);
+        var timed = PredictionTiming.LastAnswered(requests);
 
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var json = new Utf8JsonWriter(buffer))
@@ -53,9 +57,12 @@ internal static class KServeV1Api
         }
         if (buffer.WrittenCount > config.MaxResponseSize)
             throw new InternalServerException($"Response of {buffer.WrittenCount} bytes exceeds max_response_size ({config.MaxResponseSize} bytes)");
+        timing.Serialized(timed);
         http.Response.ContentType = "application/json";
         http.Response.ContentLength = buffer.WrittenCount;
         await http.Response.Body.WriteAsync(buffer.WrittenMemory, http.RequestAborted);
+        await http.Response.Body.FlushAsync(http.RequestAborted); // the write stage ends with the bytes handed to the socket
+        timing.Written(model.Name, timed);
     }
 
     /// <summary>Each instance's JSON text, as the handler will read it.</summary>

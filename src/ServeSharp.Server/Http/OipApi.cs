@@ -1,5 +1,6 @@
 using System.Globalization;
 using ServeSharp.Server.Configuration;
+using ServeSharp.Server.Metrics;
 using ServeSharp.Server.Oip;
 using ServeSharp.Server.Wlm;
 
@@ -11,7 +12,7 @@ namespace ServeSharp.Server.Http;
 /// </summary>
 internal static class OipApi
 {
-    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config)
+    public static IEnumerable<Route> Routes(ModelManager models, ServerConfig config, PredictionTiming timing)
     {
         Route Get(string pattern, RequestDelegate handler, bool open = false) => new(Api.Inference, "GET", pattern, handler, open, ErrorForm.KServe, Api.KServe);
         return
@@ -26,8 +27,8 @@ internal static class OipApi
             Get("/v2/models/{model}/versions/{version}", http => MetadataAsync(http, models)),
             Get("/v2/models/{model}/ready", http => ReadyAsync(http, models)),
             Get("/v2/models/{model}/versions/{version}/ready", http => ReadyAsync(http, models)),
-            new(Api.Inference, "POST", "/v2/models/{model}/infer", http => InferAsync(http, models, config), Errors: ErrorForm.KServe, Also: Api.KServe),
-            new(Api.Inference, "POST", "/v2/models/{model}/versions/{version}/infer", http => InferAsync(http, models, config), Errors: ErrorForm.KServe, Also: Api.KServe),
+            new(Api.Inference, "POST", "/v2/models/{model}/infer", http => InferAsync(http, models, config, timing), Errors: ErrorForm.KServe, Also: Api.KServe),
+            new(Api.Inference, "POST", "/v2/models/{model}/versions/{version}/infer", http => InferAsync(http, models, config, timing), Errors: ErrorForm.KServe, Also: Api.KServe),
         ];
     }
 
@@ -49,8 +50,9 @@ internal static class OipApi
         return Respond.Json(http, ready ? 200 : 400, new KServeModelReady(model.Name, ready), ApiJsonContext.Relaxed.KServeModelReady);
     }
 
-    private static async Task InferAsync(HttpContext http, ModelManager models, ServerConfig config)
+    private static async Task InferAsync(HttpContext http, ModelManager models, ServerConfig config, PredictionTiming timing)
     {
+        var arrived = timing.Arrived();
         var model = Target(http, models);
         ModelManager.EnsureServing(model); // refuse before reading a body nobody will run
         int? headerLength = null;
@@ -61,13 +63,17 @@ internal static class OipApi
         }
         var body = await RequestReader.ReadRawAsync(http, config.MaxRequestSize, http.RequestAborted);
         var (request, binaryOutputs) = OipJson.ReadRequest(body, headerLength);
-        var response = await OipInference.InferAsync(models, model, http.RouteString("version"), request, InferenceProtocol.OipRest, RequestReader.Headers(http.Request), http.RequestAborted);
+        var instances = OipInference.Instances(model, request, RequestReader.Headers(http.Request), timing.Clock);
+        timing.BodyRead(instances, arrived);
+        var response = await OipInference.InferAsync(models, model, http.RouteString("version"), request, instances, InferenceProtocol.OipRest, http.RequestAborted);
+        var timed = PredictionTiming.LastAnswered(instances);
 
         var binary = request.Outputs is { Count: > 0 } asked ? asked.Where(o => o.Binary).Select(o => o.Name).ToHashSet() : null;
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         var jsonLength = OipJson.WriteResponse(buffer, response, name => binary?.Contains(name) ?? binaryOutputs);
         if (buffer.WrittenCount > config.MaxResponseSize)
             throw new InternalServerException($"Response of {buffer.WrittenCount} bytes exceeds max_response_size ({config.MaxResponseSize} bytes)");
+        timing.Serialized(timed);
         http.Response.StatusCode = 200;
         if (jsonLength == buffer.WrittenCount)
         {
@@ -80,5 +86,7 @@ internal static class OipApi
         }
         http.Response.ContentLength = buffer.WrittenCount;
         await http.Response.Body.WriteAsync(buffer.WrittenMemory, http.RequestAborted);
+        await http.Response.Body.FlushAsync(http.RequestAborted); // the write stage ends with the bytes handed to the socket
+        timing.Written(model.Name, timed);
     }
 }

@@ -9,6 +9,26 @@ namespace ServeSharp.Server.Metrics;
 /// it is not written to ts_metrics.log): <c>servesharp_request_stage_seconds{model_name, stage}</c>, one histogram per
 /// stage, and <c>servesharp_request_seconds{model_name}</c>, the request's wall time on the server from the start of
 /// read_body to the end of write. The stages cover that wall time (a batch's run counts for each of its requests).
+/// <para>
+/// Every inference API records it, through <see cref="PredictionTiming"/>: TorchServe's REST predictions and gRPC
+/// Predictions / StreamPredictions / StreamPredictions2, KServe v1 <c>:predict</c>, and OIP v2 infer over REST and gRPC.
+/// Only answered predictions are observed; one refused or failed is not.
+/// </para>
+/// <para>
+/// One observation is one protocol request, whatever its number of instances. KServe v1's instances and OIP v2's batch
+/// dimension each become a job of their own; they share one read_body (the body is read once) and the request is
+/// observed through the instance its answer waited for, the last one a worker answered: that instance's stages are the
+/// request's critical path and sum to its wall time (its queue_wait includes the wait behind its own siblings), and
+/// the other instances' stages, which ran inside it, are not observed. A request of 32 instances is so one
+/// wall-time observation, not 32 copies of the same one that would outweigh single requests in the percentiles.
+/// </para>
+/// <para>
+/// Where write ends: over HTTP when the answer's last byte is flushed to the connection; over gRPC when the message is
+/// handed to the call (a stream's WriteAsync returned, or the unary reply returned to gRPC, which then encodes and sends
+/// it outside the timing). Over gRPC read_body starts once gRPC has read and decoded the message, so it counts only the
+/// message's turning into the request(s). KServe v1 and OIP v2 REST write the protocol's JSON at the endpoint: that
+/// counts as serialize.
+/// </para>
 /// </summary>
 internal sealed class RequestStages
 {

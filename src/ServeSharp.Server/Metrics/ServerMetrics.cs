@@ -63,7 +63,7 @@ internal sealed class ServerMetrics
         _stages = new RequestStages(factory);
     }
 
-    /// <summary>A prediction answered over TorchServe's REST API: where its time went, stage by stage (ServeSharp's own histograms).</summary>
+    /// <summary>A prediction answered over any inference API: where its time went, stage by stage (ServeSharp's own histograms).</summary>
     public void RequestServed(string model, InferenceRequest request) => _stages.Observe(model, request);
 
     /// <summary>What metrics.yaml asked for that ServeSharp does not measure (logged once at start).</summary>

@@ -28,13 +28,23 @@ internal static class OipInference
     // Request-level parameters that belong to the protocol, not to the handler.
     private static readonly HashSet<string> ProtocolParameters = ["binary_data_output", "binary_data", "binary_data_size"];
 
-    public static async Task<OipResponse> InferAsync(ModelManager models, Model model, string? requestedVersion, OipRequest request, InferenceProtocol protocol,
-        IReadOnlyDictionary<string, string> headers, CancellationToken cancellationToken)
+    /// <summary>
+    /// The handler requests of <paramref name="request"/>, one per instance of its batch dimension, after checking it
+    /// against the model. The endpoint builds them before the run so that it can time them (<see cref="Metrics.PredictionTiming"/>).
+    /// </summary>
+    public static List<InferenceRequest> Instances(Model model, OipRequest request, IReadOnlyDictionary<string, string> headers, TimeProvider clock)
     {
         ModelManager.EnsureServing(model);
         if (OipMetadata.Described(model) is var (_, known) && request.Outputs?.FirstOrDefault(o => !known.Any(k => k.Name == o.Name)) is { } unknown)
             throw new BadRequestException($"the model has no output '{unknown.Name}'; it has {string.Join(", ", known.Select(k => k.Name))}");
-        var results = await PredictAllAsync(models, model, requestedVersion, Split(request, headers), protocol, cancellationToken);
+        return Split(request, headers, clock);
+    }
+
+    /// <summary>Runs <paramref name="instances"/> (<see cref="Instances"/> of <paramref name="request"/>) and stacks their outputs.</summary>
+    public static async Task<OipResponse> InferAsync(ModelManager models, Model model, string? requestedVersion, OipRequest request, IReadOnlyList<InferenceRequest> instances,
+        InferenceProtocol protocol, CancellationToken cancellationToken)
+    {
+        var results = await PredictAllAsync(models, model, requestedVersion, instances, protocol, cancellationToken);
         return new OipResponse(model.Name, model.Version, request.Id, Stack(results, request.Outputs));
     }
 
@@ -71,7 +81,7 @@ internal static class OipInference
     }
 
     /// <summary>One handler request per instance of the batch dimension.</summary>
-    private static List<InferenceRequest> Split(OipRequest request, IReadOnlyDictionary<string, string> headers)
+    private static List<InferenceRequest> Split(OipRequest request, IReadOnlyDictionary<string, string> headers, TimeProvider clock)
     {
         if (request.Inputs.Count == 0) throw new BadRequestException("the request has no inputs");
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -106,7 +116,7 @@ internal static class OipInference
             parameters.TryAdd("output", RequestParameter.Text("output", "tensors"));
             if (request.Outputs is { Count: > 0 } outputs)
                 parameters[Tensor.RequestedOutputsParameter] = RequestParameter.Text(Tensor.RequestedOutputsParameter, string.Join(',', outputs.Select(o => o.Name)));
-            requests.Add(new InferenceRequest(batch == 1 ? id : $"{id}-{i}", parameters, headers));
+            requests.Add(new InferenceRequest(batch == 1 ? id : $"{id}-{i}", parameters, headers) { Clock = clock });
         }
         return requests;
     }

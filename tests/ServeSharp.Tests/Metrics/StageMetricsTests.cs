@@ -12,7 +12,7 @@ namespace ServeSharp.Tests.Metrics;
 /// </summary>
 public sealed class StageMetricsTests
 {
-    private static readonly string[] Stages =
+    internal static readonly string[] Stages =
         ["read_body", "decode", "preprocess", "queue_wait", "batch_formation", "inference", "postprocess", "serialize", "write"];
 
     [Fact]
@@ -59,10 +59,17 @@ public sealed class StageMetricsTests
     // "[[[c, p], [c, p], ...], ...]": one "[" per pixel, plus one per row and one for the whole.
     private static int CountPixels(string json) => json.Count(c => c == '[') - 224 - 1;
 
-    private static double Sample(string text, string series)
+    internal static double Sample(string text, string series)
+    {
+        var value = TrySample(text, series);
+        Assert.True(value.HasValue, $"no sample {series} in:\n{text}");
+        return value.Value;
+    }
+
+    /// <summary>A series' value in the metrics API's text; null when the series is not there (nothing observed yet).</summary>
+    internal static double? TrySample(string text, string series)
     {
         var match = Regex.Match(text, $"^{Regex.Escape(series)} (\\S+)$", RegexOptions.Multiline);
-        Assert.True(match.Success, $"no sample {series} in:\n{text}");
-        return double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+        return match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : null;
     }
 }
