@@ -12,15 +12,24 @@ namespace ServeSharp.Handlers.Segmentation;
 /// </summary>
 internal static class ImageDecoder
 {
-    public static RgbImage Decode(InferenceRequest request, long maxPixels)
+    /// <summary>
+    /// The request's image, and its size as it was sent (after EXIF orientation). <paramref name="draft"/> says, for
+    /// that size, the least size the pixels may be decoded at (null: all of them): a JPEG is then decoded at the
+    /// smallest of libjpeg's 1/8, 1/4 and 1/2 scales that keeps it, so the image returned may be smaller than the one sent.
+    /// </summary>
+    public static RgbImage Decode(InferenceRequest request, long maxPixels, Func<int, int, (int Width, int Height)?> draft, out int width, out int height)
     {
         var data = request.Data ?? throw HandlerException.BadRequest("no image in the request (send it as the body or as field 'data')");
         var bytes = Unwrap(data);
         if (bytes.Length == 0) throw HandlerException.BadRequest("the image is empty");
-        return Decode(bytes, maxPixels);
+        return Decode(bytes, maxPixels, draft, out width, out height);
     }
 
-    public static RgbImage Decode(ReadOnlyMemory<byte> bytes, long maxPixels)
+    /// <summary>Every pixel of the image.</summary>
+    public static RgbImage Decode(ReadOnlyMemory<byte> bytes, long maxPixels) => Decode(bytes, maxPixels, static (_, _) => null, out _, out _);
+
+    /// <summary>As <see cref="Decode(InferenceRequest, long, Func{int, int, ValueTuple{int, int}?}, out int, out int)"/>, from the image's bytes.</summary>
+    public static RgbImage Decode(ReadOnlyMemory<byte> bytes, long maxPixels, Func<int, int, (int Width, int Height)?> draft, out int width, out int height)
     {
         using var stream = new MemoryStream(bytes.ToArray(), writable: false);
         using var codec = SKCodec.Create(stream, out var result)
@@ -29,18 +38,37 @@ internal static class ImageDecoder
         if ((long)info.Width * info.Height > maxPixels)
             throw new HandlerException(413, $"the image is {info.Width}x{info.Height} = {(long)info.Width * info.Height} pixels, over the limit of {maxPixels} (max_pixels)");
 
-        using var decoded = new SKBitmap(new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        var transposed = IsTransposed(codec.EncodedOrigin);
+        (width, height) = transposed ? (info.Height, info.Width) : (info.Width, info.Height);
+        var size = codec.EncodedFormat == SKEncodedImageFormat.Jpeg && draft(width, height) is { } least
+            ? Drafted(codec, transposed ? (least.Height, least.Width) : least)
+            : info.Size;
+        using var decoded = new SKBitmap(new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
         var status = codec.GetPixels(decoded.Info, decoded.GetPixels());
         if (status is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
             throw HandlerException.BadRequest($"the image cannot be decoded ({status})");
         return ToRgb(decoded, codec.EncodedOrigin);
     }
 
+    // The smallest of libjpeg's DCT scales whose size is at least `least` (in the encoded orientation), else the full size.
+    private static SKSizeI Drafted(SKCodec codec, (int Width, int Height) least)
+    {
+        foreach (var scale in (ReadOnlySpan<float>)[0.125f, 0.25f, 0.5f])
+        {
+            var size = codec.GetScaledDimensions(scale);
+            if (size.Width >= least.Width && size.Height >= least.Height) return size;
+        }
+        return codec.Info.Size;
+    }
+
+    private static bool IsTransposed(SKEncodedOrigin origin) =>
+        origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+
     /// <summary>Drops alpha (as PIL's convert("RGB") does) and applies the EXIF orientation.</summary>
     private static RgbImage ToRgb(SKBitmap rgba, SKEncodedOrigin origin)
     {
         int w = rgba.Width, h = rgba.Height;
-        var transposed = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        var transposed = IsTransposed(origin);
         var image = transposed ? RgbImage.Create(h, w) : RgbImage.Create(w, h);
         var src = rgba.GetPixelSpan();
         var dst = image.Pixels;

@@ -50,9 +50,9 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         var options = _options.For(request);
         if (SegTensors.Prepare(request, options, _model.FixedInputSize) is { } fromTensor) return fromTensor;
         var decoding = request.Clock.GetTimestamp();
-        var image = ImageDecoder.Decode(request, options.MaxPixels);
+        var image = ImageDecoder.Decode(request, options.MaxPixels, (w, h) => Preprocessor.DraftSize(w, h, options), out var width, out var height);
         request.AddStageTime(RequestStage.Decode, decoding);
-        return Preprocessor.Prepare(image, options);
+        return Preprocessor.Prepare(image, width, height, options);
     }
 
     protected override IReadOnlyList<SegOutput> Inference(IReadOnlyList<SegInput> inputs, IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken)

@@ -87,7 +87,7 @@ public sealed class SdkContractTests(ParityModels models)
         using var session = new InferenceSession(TestModels.Tiny);
         var model = SegmentationModel.From(session, "tiny.onnx");
         var options = new SegmenterOptions();
-        var image = ImageDecoder.Decode(InferenceRequest.FromBody(Images.SolidPng(8, 6, 200, 10, 10)), 1_000_000);
+        var image = ImageDecoder.Decode(Images.SolidPng(8, 6, 200, 10, 10), 1_000_000);
         using var a = Preprocessor.Prepare(image, options with { Mode = "original" });
         using var b = Preprocessor.Prepare(image, options with { Mode = "original" });
         var outputs = SegInference.RunBatch(model, [a, b], CancellationToken.None);
