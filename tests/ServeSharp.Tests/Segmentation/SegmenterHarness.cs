@@ -35,6 +35,9 @@ internal sealed class SegmenterHarness : IDisposable
         _handler.Initialize(HandlerContexts.For(_archive, new SystemProperties { IntraOpThreads = 2 }, NullLogger.Instance));
     }
 
+    /// <summary>The handler itself, for tests that look inside it.</summary>
+    public IModelHandler Handler => _handler;
+
     public async Task<HandlerOutput[]> RunAsync(params (byte[] Image, string Query)[] requests)
     {
         var batch = requests.Select(r => InferenceRequest.FromBody(r.Image, "application/octet-stream", Query(r.Query))).ToArray();
