@@ -1,4 +1,8 @@
+using System.IO.Compression;
+using System.Net;
 using System.Runtime.InteropServices;
+using System.Text.Json;
+using ServeSharp.Archive;
 using Microsoft.ML.OnnxRuntime;
 using ServeSharp.Contracts;
 using ServeSharp.Handlers.Segmentation.Fp16;
@@ -125,6 +129,71 @@ public sealed class Fp16Tests(ParityModels models, ITestOutputHelper log)
         model.Graph.Node.Add(node);
         var e = Assert.Throws<InvalidDataException>(() => Float16Converter.Convert(Google.Protobuf.MessageExtensions.ToByteArray(model)));
         Assert.Contains("control flow", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_archiver_writes_an_fp16_archive_with_its_agreement_and_a_cpu_only_server_refuses_it_with_the_reason()
+    {
+        using var dir = new TempDir();
+        var model = dir.File("model.onnx");
+        File.Copy(models.DeepLabV3Plus.Onnx, model);
+        var config = dir.File("model-config.yaml");
+        File.WriteAllText(config, "precision: fp16\nminWorkers: 1\nmaxWorkers: 1\nhandler:\n  mode: torchserve\n");
+        var store = dir.Sub("model-store");
+        var parity = dir.Sub("parity");
+        foreach (var photo in ParityModels.PngPhotos) File.Copy(models.Photo(photo), Path.Combine(parity, photo));
+
+        // Without parity images: refused, nothing written.
+        var (code, output) = Repo.Archiver("--model-name", "fp16", "--serialized-file", model, "--handler", "image_segmenter", "-c", config, "--export-path", store);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--parity-samples", output, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(store));
+
+        (code, output) = Repo.Archiver("--model-name", "fp16", "--serialized-file", model, "--handler", "image_segmenter", "-c", config, "--export-path", store, "--parity-samples", parity);
+        log.WriteLine(output);
+        Assert.True(code == 0, output);
+        using (var zip = ZipFile.OpenRead(Path.Combine(store, "fp16.mar")))
+        {
+            using var json = JsonDocument.Parse(zip.GetEntry(QuantizationReport.RelativePath)!.Open());
+            var report = json.RootElement;
+            log.WriteLine(report.ToString());
+            Assert.Equal("fp16", report.GetProperty("precision").GetString());
+            Assert.Equal("model.fp16.onnx", report.GetProperty("quantizedFile").GetString());
+            Assert.True(report.GetProperty("agreement").GetDouble() >= QuantizationReport.DefaultGate);
+            Assert.True(report.GetProperty("passed").GetBoolean());
+            Assert.False(report.TryGetProperty("calibration", out _));
+            Assert.Contains("CPU provider", report.GetProperty("measuredOn").GetString(), StringComparison.Ordinal);
+            Assert.NotNull(zip.GetEntry("model.fp16.onnx"));
+            Assert.NotNull(zip.GetEntry("model.onnx"));
+        }
+
+        // The archive opens and names the fp16 model as the one to serve...
+        using (var opened = ModelArchive.Open(Path.Combine(store, "fp16.mar"), dir.Sub("extract")))
+            Assert.Equal("model.fp16.onnx", opened.ServedModelFile);
+
+        // ...but this server has no GPU: registration is refused with the reason.
+        await using var server = await InProcessServer.StartAsync(store);
+        using var management = server.Management;
+        using var refused = await management.PostAsync("/models?url=fp16.mar&initial_workers=1&synchronous=true", null);
+        var body = await refused.Content.ReadAsStringAsync();
+        log.WriteLine(body);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var message = JsonDocument.Parse(body).RootElement.GetProperty("message").GetString()!;
+        Assert.Contains("precision: fp16", message, StringComparison.Ordinal);
+        Assert.Contains("GPU workers only", message, StringComparison.Ordinal);
+        Assert.Contains("float16 Conv kernel", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Precision_fp16_without_its_model_is_refused_when_the_archive_opens()
+    {
+        using var dir = new TempDir();
+        var config = dir.File("model-config.yaml");
+        File.WriteAllText(config, "precision: fp16\n");
+        var mar = ArchiveWriter.Write(new ArchiveSpec { ModelName = "plain", SerializedFile = models.DeepLabV3Plus.Onnx, Handler = "image_segmenter", ConfigFile = config, ExportPath = dir.Path });
+        var e = Assert.Throws<ArchiveException>(() => ModelArchive.Open(mar, dir.Sub("extract")));
+        Assert.Contains("precision: fp16", e.Message, StringComparison.Ordinal);
+        Assert.Contains("--parity-samples", e.Message, StringComparison.Ordinal);
     }
 
     private static long To(NodeProto cast) => cast.Attribute.Single(a => a.Name == "to").I;
