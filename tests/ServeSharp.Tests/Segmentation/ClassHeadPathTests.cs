@@ -1,4 +1,5 @@
 using ServeSharp.Handlers.Segmentation;
+using ServeSharp.Handlers.Segmentation.Int8.Onnx;
 using ServeSharp.Sdk;
 using ServeSharp.Tests.Support;
 using Xunit.Abstractions;
@@ -75,6 +76,39 @@ public sealed class ClassHeadPathTests(ParityModels models, ITestOutputHelper lo
     {
         using var harness = new SegmenterHarness(TestModels.Tiny);
         Assert.Null(Head(harness));
+    }
+
+    [Fact]
+    public async Task A_model_whose_output_is_smaller_than_its_input_falls_back_to_the_logits_once_and_answers_as_they_do()
+    {
+        // tiny with a 2×2 average pool after it: logits at half the input's size, which the handler resizes before the
+        // argmax. The head's first run shows the smaller output; from then on the logits path answers.
+        var model = ModelProto.Parser.ParseFrom(await File.ReadAllBytesAsync(TestModels.Tiny));
+        var output = model.Graph.Output[0].Name;
+        foreach (var node in model.Graph.Node)
+        {
+            for (var i = 0; i < node.Output.Count; i++) if (node.Output[i] == output) node.Output[i] = "full";
+        }
+        var pool = new NodeProto { Name = "pool", OpType = "AveragePool" };
+        pool.Input.Add("full");
+        pool.Output.Add(output);
+        var kernel = new AttributeProto { Name = "kernel_shape", Type = AttributeProto.Types.AttributeType.Ints };
+        kernel.Ints.Add([2, 2]);
+        var strides = new AttributeProto { Name = "strides", Type = AttributeProto.Types.AttributeType.Ints };
+        strides.Ints.Add([2, 2]);
+        pool.Attribute.Add([kernel, strides]);
+        model.Graph.Node.Add(pool);
+        using var dir = new TempDir();
+        var onnx = dir.File("pooled.onnx");
+        await File.WriteAllBytesAsync(onnx, Google.Protobuf.MessageExtensions.ToByteArray(model));
+
+        using var plain = new SegmenterHarness(onnx, "  mode: original\n  class_head: false\n");
+        using var headed = new SegmenterHarness(onnx, "  mode: original\n  class_head: true\n");
+        Assert.NotNull(Head(headed));
+        var image = await File.ReadAllBytesAsync(models.Photo(ParityModels.PngPhotos[2]));
+        for (var round = 0; round < 2; round++)
+            Same(await plain.RunAsync(image, "output=mask"), await headed.RunAsync(image, "output=mask"), $"pooled, round {round}");
+        Assert.Equal(0, Head(headed)!.Runs);
     }
 
     private static ClassHeadRunner? Head(SegmenterHarness harness) => ((ImageSegmenter)harness.Handler).Head;
