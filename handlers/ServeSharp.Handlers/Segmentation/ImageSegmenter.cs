@@ -58,14 +58,15 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         string? logits;
         try
         {
-            logits = GraphOutputs.Logits(bytes);
+            // Weights in a file beside the model: it must be opened from its path, as it is, without the head.
+            logits = GraphOutputs.UsesExternalData(bytes) ? null : GraphOutputs.Logits(bytes);
         }
         catch (InvalidDataException)
         {
             // Not a graph we can read: ONNX Runtime opens it as it is and says what is wrong with it.
             return base.OpenSession(context, modelPath);
         }
-        // A model that already ends in argmax has nothing to add.
+        // No float logits to put a head on (a model that ends in argmax), or weights it cannot take along.
         if (logits is null) return base.OpenSession(context, modelPath);
         return OrtSessionFactory.Create(ClassHead.Append(bytes, logits), Path.GetFileName(modelPath), context.SystemProperties, context.Logger);
     }

@@ -1,4 +1,5 @@
 using ServeSharp.Handlers.Segmentation;
+using ServeSharp.Handlers.Segmentation.Graph;
 using ServeSharp.Handlers.Segmentation.Int8.Onnx;
 using ServeSharp.Sdk;
 using ServeSharp.Tests.Support;
@@ -109,6 +110,58 @@ public sealed class ClassHeadPathTests(ParityModels models, ITestOutputHelper lo
         for (var round = 0; round < 2; round++)
             Same(await plain.RunAsync(image, "output=mask"), await headed.RunAsync(image, "output=mask"), $"pooled, round {round}");
         Assert.Equal(0, Head(headed)!.Runs);
+    }
+
+    [Fact]
+    public async Task A_model_with_its_weights_in_a_file_beside_it_keeps_the_logits_path_and_loads()
+    {
+        // tiny with its initializers moved to weights.bin (TensorProto.external_data (13), data_location (14) = EXTERNAL):
+        // opened from memory, ONNX Runtime could not find the file, so the head is not put on.
+        using var dir = new TempDir();
+        var weights = new MemoryStream();
+        var graph = new ProtoWriter();
+        var model = new ProtoWriter();
+        var fields = ProtoReader.Fields(await File.ReadAllBytesAsync(TestModels.Tiny));
+        foreach (var g in ProtoReader.Fields(fields.Single(f => f.Number == 7).Payload))
+        {
+            if (g.Number != 5)
+            {
+                graph.Copy(g.Whole.Span);
+                continue;
+            }
+            var tensor = new ProtoWriter();
+            foreach (var t in ProtoReader.Fields(g.Payload))
+            {
+                if (t.Number is 4 or 9)
+                {
+                    tensor.Message(13, new ProtoWriter().String(1, "location").String(2, "weights.bin"));
+                    tensor.Message(13, new ProtoWriter().String(1, "offset").String(2, weights.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                    tensor.Message(13, new ProtoWriter().String(1, "length").String(2, t.Payload.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                    tensor.Varint(14, 1);
+                    weights.Write(t.Payload.Span);
+                }
+                else tensor.Copy(t.Whole.Span);
+            }
+            graph.Message(5, tensor);
+        }
+        foreach (var f in fields)
+        {
+            if (f.Number == 7) model.Message(7, graph);
+            else model.Copy(f.Whole.Span);
+        }
+        var onnx = dir.File("external.onnx");
+        await File.WriteAllBytesAsync(onnx, model.Written.ToArray());
+        var bin = dir.File("weights.bin");
+        await File.WriteAllBytesAsync(bin, weights.ToArray());
+        Assert.True(weights.Length > 0);
+        Assert.True(GraphOutputs.UsesExternalData(await File.ReadAllBytesAsync(onnx)));
+        Assert.False(GraphOutputs.UsesExternalData(await File.ReadAllBytesAsync(TestModels.Tiny)));
+
+        using var plain = new SegmenterHarness(onnx, "  mode: torchserve\n  class_head: false\n", bin);
+        using var headed = new SegmenterHarness(onnx, "  mode: torchserve\n  class_head: true\n", bin);
+        Assert.Null(Head(headed));
+        var image = await File.ReadAllBytesAsync(models.Photo(ParityModels.PngPhotos[0]));
+        Same(await plain.RunAsync(image), await headed.RunAsync(image), "external weights");
     }
 
     private static ClassHeadRunner? Head(SegmenterHarness harness) => ((ImageSegmenter)harness.Handler).Head;

@@ -39,6 +39,21 @@ internal static class GraphOutputs
         return outputs;
     }
 
+    /// <summary>
+    /// Whether an initializer keeps its data in a file beside the model (TensorProto.data_location (14) = EXTERNAL): such
+    /// a model cannot be opened from memory, where ONNX Runtime has no folder to find that file in.
+    /// </summary>
+    public static bool UsesExternalData(ReadOnlyMemory<byte> model)
+    {
+        var graph = ProtoReader.Fields(model).Where(f => f.Number == 7 && f.WireType == 2).ToList();
+        if (graph.Count != 1) throw new InvalidDataException("not an ONNX model: no graph");
+        foreach (var initializer in ProtoReader.Fields(graph[0].Payload).Where(f => f.Number == 5 && f.WireType == 2))
+        {
+            if (ProtoReader.Fields(initializer.Payload).Any(f => f.Number == 14 && f.WireType == 0 && f.Value == 1)) return true;
+        }
+        return false;
+    }
+
     /// <summary>The output <see cref="SegmentationModel"/> would read ("out", else the first) when it is float N×C×H×W logits.</summary>
     public static string? Logits(ReadOnlyMemory<byte> model)
     {
