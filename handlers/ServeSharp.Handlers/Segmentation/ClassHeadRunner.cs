@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Microsoft.ML.OnnxRuntime;
 using ServeSharp.Handlers.Segmentation.Graph;
 using ServeSharp.Sdk;
@@ -101,9 +102,10 @@ internal sealed class ClassHeadRunner : IDisposable
         for (var i = 0; i < n; i++)
         {
             var map = new byte[per];
-            var src = classes.Slice(i * per, per);
-            for (var p = 0; p < per; p++) map[p] = (byte)src[p];
-            maps[i] = new ClassMap(map, confidence.Slice(i * per, per).ToArray(), w, h);
+            var probs = new float[per];
+            TensorPrimitives.ConvertTruncating(classes.Slice(i * per, per), map.AsSpan());
+            confidence.Slice(i * per, per).CopyTo(probs);
+            maps[i] = new ClassMap(map, probs, w, h);
         }
         return maps;
     }
