@@ -36,7 +36,7 @@ public sealed class ModelArchive : IDisposable
     public ModelConfig Config { get; }
 
     /// <summary>
-    /// The model file handlers open: the manifest's serializedFile, or with <c>precision: int8</c> the quantized model
+    /// The model file handlers open: the manifest's serializedFile, or with <c>precision: int8</c> / <c>fp16</c> the model
     /// that <see cref="QuantizationReport"/> names.
     /// </summary>
     public string? ServedModelFile { get; }
@@ -137,10 +137,11 @@ public sealed class ModelArchive : IDisposable
         return new ModelArchive(source, format, modelDir, extractedTo, manifest, config, ServedFile(name, source, modelDir, model, config));
     }
 
-    // precision: int8 without the quantized model would silently serve fp32: refused, with the command that makes one.
+    // precision: int8 or fp16 without its model would silently serve fp32: refused, with the command that makes one.
     private static string? ServedFile(string name, string source, string modelDir, ManifestModel model, ModelConfig config)
     {
-        if (config.Precision != QuantizationReport.Int8Precision) return model.SerializedFile;
+        var precision = config.Precision;
+        if (precision is not (QuantizationReport.Int8Precision or QuantizationReport.Fp16Precision)) return model.SerializedFile;
         QuantizationReport? report;
         try
         {
@@ -150,13 +151,18 @@ public sealed class ModelArchive : IDisposable
         {
             throw new ArchiveException($"{name}: {e.Message}", e);
         }
-        const string Advice = "archive it again with servesharp-archiver --config-file model-config.yaml (precision: int8) " +
-            "--calibration-samples DIR, which quantizes the model and checks it against fp32, or set precision: fp32";
+        var advice = precision == QuantizationReport.Int8Precision
+            ? "archive it again with servesharp-archiver --config-file model-config.yaml (precision: int8) " +
+              "--calibration-samples DIR, which quantizes the model and checks it against fp32, or set precision: fp32"
+            : "archive it again with servesharp-archiver --config-file model-config.yaml (precision: fp16) " +
+              "--parity-samples DIR, which converts the model and checks it against fp32, or set precision: fp32";
         if (report is null)
-            throw new ArchiveException($"{name}: model-config.yaml says precision: int8, but the archive has no quantized model ({QuantizationReport.RelativePath} is missing): {Advice}");
+            throw new ArchiveException($"{name}: model-config.yaml says precision: {precision}, but the archive has no {precision} model ({QuantizationReport.RelativePath} is missing): {advice}");
+        if (report.Precision != precision)
+            throw new ArchiveException($"{name}: model-config.yaml says precision: {precision}, but {QuantizationReport.RelativePath} describes a {report.Precision} model: {advice}");
         var full = SafeExtractor.ResolveInside(source, modelDir, report.QuantizedFile);
         if (!File.Exists(full))
-            throw new ArchiveException($"{name}: {QuantizationReport.RelativePath} names the quantized model '{report.QuantizedFile}', which is not in the archive: {Advice}");
+            throw new ArchiveException($"{name}: {QuantizationReport.RelativePath} names the {precision} model '{report.QuantizedFile}', which is not in the archive: {advice}");
         return report.QuantizedFile;
     }
 

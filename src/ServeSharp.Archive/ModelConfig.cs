@@ -25,8 +25,8 @@ public sealed record ModelConfig
     public int? MaxWorkerMemoryMB { get; init; }
 
     /// <summary>
-    /// <c>precision</c>: "fp32" or "int8" (ServeSharp's key), null when not set (fp32). int8 serves the quantized model
-    /// the archiver wrote with the archive (<see cref="QuantizationReport"/>).
+    /// <c>precision</c>: "fp32", "int8" or "fp16" (ServeSharp's key), null when not set (fp32). int8 and fp16 serve the
+    /// model the archiver wrote with the archive (<see cref="QuantizationReport"/>); fp16 only on GPU workers.
     /// </summary>
     public string? Precision { get; init; }
 

@@ -94,8 +94,8 @@ public static class ModelConfigReader
     private static string? ParsePrecision(string? value) => value?.ToLowerInvariant() switch
     {
         null => null,
-        QuantizationReport.Fp32Precision or QuantizationReport.Int8Precision => value.ToLowerInvariant(),
-        _ => throw new FormatException($"config key 'precision': '{value}' is not {QuantizationReport.Fp32Precision} or {QuantizationReport.Int8Precision}"),
+        QuantizationReport.Fp32Precision or QuantizationReport.Int8Precision or QuantizationReport.Fp16Precision => value.ToLowerInvariant(),
+        _ => throw new FormatException($"config key 'precision': '{value}' is not {QuantizationReport.Fp32Precision}, {QuantizationReport.Int8Precision} or {QuantizationReport.Fp16Precision}"),
     };
 
     /// <summary>"process" or "in-process"; also accepted by config.properties' default_worker_isolation.</summary>

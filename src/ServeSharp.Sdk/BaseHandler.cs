@@ -43,7 +43,7 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
     {
         _context = context;
         if (context.Manifest.SerializedFile is not { } file) return;
-        InferenceSession Open() => OrtSessionFactory.Create(context.PathOf(file), context.SystemProperties, context.Logger);
+        InferenceSession Open() => OpenSession(context, context.PathOf(file));
         if (context.SharedSession is { } shared)
         {
             Session = shared.Acquire(Open);
@@ -53,6 +53,18 @@ public abstract class BaseHandler<TInput, TOutput> : IModelHandler
         {
             Session = Open();
         }
+    }
+
+    /// <summary>
+    /// Opens the session on <paramref name="modelPath"/> (the archive's serializedFile) with
+    /// <see cref="OrtSessionFactory"/>. Override to serve a graph rewritten at load (open it with
+    /// <see cref="OrtSessionFactory.Create(byte[], string, SystemProperties, Microsoft.Extensions.Logging.ILogger)"/>);
+    /// with <c>sharedSession: true</c> only the first worker's call opens it and the others receive that session.
+    /// </summary>
+    protected virtual InferenceSession OpenSession(HandlerContext context, string modelPath)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return OrtSessionFactory.Create(modelPath, context.SystemProperties, context.Logger);
     }
 
     /// <summary>Turns one request into model input. Throw <see cref="HandlerException"/> to reject it.</summary>

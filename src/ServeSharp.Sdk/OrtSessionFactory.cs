@@ -22,38 +22,67 @@ public static partial class OrtSessionFactory
     /// <summary>Opens <paramref name="modelPath"/> for the worker described by <paramref name="properties"/>.</summary>
     public static InferenceSession Create(string modelPath, SystemProperties properties, ILogger logger)
     {
-        using var options = new SessionOptions
+        ArgumentNullException.ThrowIfNull(properties);
+        using var options = Options(Path.GetFileName(modelPath), properties, logger);
+        return Open(Path.GetFileName(modelPath), () => new InferenceSession(modelPath, options));
+    }
+
+    /// <summary>
+    /// Opens a model held in memory (a graph the handler rewrote at load, such as one with extra outputs) with the same
+    /// options as <see cref="Create(string, SystemProperties, ILogger)"/>; <paramref name="name"/> names it in errors.
+    /// </summary>
+    public static InferenceSession Create(byte[] model, string name, SystemProperties properties, ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(properties);
+        using var options = Options(name, properties, logger);
+        return Open(name, () => new InferenceSession(model, options));
+    }
+
+    private static SessionOptions Options(string name, SystemProperties properties, ILogger logger)
+    {
+        var options = new SessionOptions
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             IntraOpNumThreads = properties.IntraOpThreads,
             InterOpNumThreads = properties.InterOpThreads,
         };
-        // Spinning threads burn the cores other workers need; a blocked wait costs microseconds per op.
-        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-
-        if (properties.DeviceType == "gpu")
-        {
-            var gpu = properties.GpuId ?? 0;
-            try
-            {
-                options.AppendExecutionProvider_CUDA(gpu);
-            }
-            catch (OnnxRuntimeException e)
-            {
-                // The server checks CUDA before it assigns a GPU: this is a handler run outside it, or a device that failed.
-                throw new HandlerLoadException($"{Path.GetFileName(modelPath)}: deviceType gpu, but ONNX Runtime's CUDA provider cannot be used on GPU {gpu}: {e.Message}", e);
-            }
-            LogCuda(logger, modelPath, gpu);
-        }
-
         try
         {
-            return new InferenceSession(modelPath, options);
+            // Spinning threads burn the cores other workers need; a blocked wait costs microseconds per op.
+            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+            if (properties.DeviceType == "gpu")
+            {
+                var gpu = properties.GpuId ?? 0;
+                try
+                {
+                    options.AppendExecutionProvider_CUDA(gpu);
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    // The server checks CUDA before it assigns a GPU: this is a handler run outside it, or a device that failed.
+                    throw new HandlerLoadException($"{name}: deviceType gpu, but ONNX Runtime's CUDA provider cannot be used on GPU {gpu}: {e.Message}", e);
+                }
+                LogCuda(logger, name, gpu);
+            }
+            return options;
+        }
+        catch
+        {
+            options.Dispose();
+            throw;
+        }
+    }
+
+    private static InferenceSession Open(string name, Func<InferenceSession> open)
+    {
+        try
+        {
+            return open();
         }
         catch (OnnxRuntimeException e)
         {
-            throw new HandlerLoadException($"{Path.GetFileName(modelPath)}: ONNX Runtime cannot load the model: {e.Message}", e);
+            throw new HandlerLoadException($"{name}: ONNX Runtime cannot load the model: {e.Message}", e);
         }
     }
 

@@ -28,8 +28,9 @@ internal static class ArchiverOptions
           -f, --force           overwrite an existing archive
           --calibration-samples images (png, jpg, webp, bmp) that calibrate the int8 model when model-config.yaml
                                 says precision: int8: preprocessed as image_segmenter's handler: section says
-          --parity-samples      images the int8 model's class maps are compared with fp32's on (default: the
-                                calibration samples); below 99.5 % pixel agreement nothing is written
+          --parity-samples      images the int8 or fp16 model's class maps are compared with fp32's on (int8's
+                                default: the calibration samples; fp16 needs them); below 99.5 % pixel agreement
+                                nothing is written
           --force-int8          write the int8 archive even below the parity gate (the report says so)
         """;
 

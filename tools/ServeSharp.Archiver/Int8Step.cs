@@ -32,8 +32,10 @@ internal sealed class Int8Step : IDisposable
         var config = spec.ConfigFile is { } file && File.Exists(file) ? ModelConfigReader.Read(file) : ModelConfig.Empty;
         if (config.Precision != QuantizationReport.Int8Precision)
         {
-            if (command.CalibrationSamples is not null || command.ParitySamples is not null || command.ForceInt8)
-                throw new ArgumentException("--calibration-samples, --parity-samples and --force-int8 are for precision: int8, which the --config-file does not set");
+            if (command.CalibrationSamples is not null || command.ForceInt8)
+                throw new ArgumentException("--calibration-samples and --force-int8 are for precision: int8, which the --config-file does not set");
+            if (command.ParitySamples is not null && config.Precision != QuantizationReport.Fp16Precision)
+                throw new ArgumentException("--parity-samples is for precision: int8 or fp16, which the --config-file does not set");
             return null;
         }
 

@@ -11,7 +11,8 @@ try
 {
     var command = ArchiverOptions.Parse(args);
     using var int8 = Int8Step.Prepare(command, Console.Out);
-    var written = ArchiveWriter.Write(int8?.Spec ?? command.Spec);
+    using var fp16 = Fp16Step.Prepare(command, Console.Out);
+    var written = ArchiveWriter.Write(int8?.Spec ?? fp16?.Spec ?? command.Spec);
     Console.WriteLine(written);
     return 0;
 }

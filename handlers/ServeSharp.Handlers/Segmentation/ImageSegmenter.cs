@@ -1,3 +1,5 @@
+using Microsoft.ML.OnnxRuntime;
+using ServeSharp.Handlers.Segmentation.Graph;
 using ServeSharp.Sdk;
 
 namespace ServeSharp.Handlers.Segmentation;
@@ -14,6 +16,7 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     private SegmentationModel _model = null!;
     private Palette _palette = Palette.Voc;
     private ClassNames _names = ClassNames.Load(null);
+    private ClassHeadRunner? _head;
 
     // The worker's planned share of the cores (its ONNX Runtime threads), which sit idle outside a run: per-pixel work
     // after it (argmax and softmax, TorchServe's JSON) is split over them.
@@ -21,10 +24,7 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
 
     public override void Initialize(HandlerContext context)
     {
-        base.Initialize(context);
-        _parallelism = context.SystemProperties.IntraOpThreads is > 0 and var threads ? threads : Environment.ProcessorCount;
-        var file = context.Manifest.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
-        _model = SegmentationModel.From(Session!, file);
+        // Read first: they decide which graph the session opens on (OpenSession).
         try
         {
             _options = SegmenterOptions.From(context.HandlerConfig);
@@ -33,12 +33,42 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         {
             throw new HandlerLoadException($"model-config.yaml handler section: {e.Message}", e);
         }
+        base.Initialize(context);
+        _parallelism = context.SystemProperties.IntraOpThreads is > 0 and var threads ? threads : Environment.ProcessorCount;
+        var file = context.Manifest.SerializedFile ?? throw new HandlerLoadException("image_segmenter needs the archive's serializedFile (an ONNX model)");
+        _model = SegmentationModel.From(Session!, file);
         if (_model.FixedInputSize is { } size && (_options.Mode != "fixed" || _options.FixedSize != (size.W, size.H)))
             throw new HandlerLoadException($"{file} has a fixed input size {size.W}x{size.H}: set mode: fixed and size: [{size.W}, {size.H}] in the handler section");
 
         var paletteFile = context.HandlerConfig.GetString("palette_file") ?? "palette.json";
         if (File.Exists(context.PathOf(paletteFile))) _palette = Palette.Load(context.PathOf(paletteFile));
         _names = ClassNames.Load(context.PathOf(context.HandlerConfig.GetString("index_to_name") ?? "index_to_name.json"));
+        // Decided by the session, not by this worker's options: with sharedSession another worker may have opened it.
+        if (Session!.OutputMetadata.ContainsKey(ClassHead.Classes)) _head = new ClassHeadRunner(Session, _model.InputName);
+    }
+
+    /// <summary>The class-head path, when this worker has one (tests look at how often it ran).</summary>
+    internal ClassHeadRunner? Head => _head;
+
+    /// <summary>With the class head on (<c>class_head</c>, or a GPU worker) and a model that outputs logits, opens the graph with the head appended.</summary>
+    protected override InferenceSession OpenSession(HandlerContext context, string modelPath)
+    {
+        if (!(_options.ClassHead ?? context.SystemProperties.DeviceType == "gpu")) return base.OpenSession(context, modelPath);
+        var bytes = File.ReadAllBytes(modelPath);
+        string? logits;
+        try
+        {
+            // Weights in a file beside the model: it must be opened from its path, as it is, without the head.
+            logits = GraphOutputs.UsesExternalData(bytes) ? null : GraphOutputs.Logits(bytes);
+        }
+        catch (InvalidDataException)
+        {
+            // Not a graph we can read: ONNX Runtime opens it as it is and says what is wrong with it.
+            return base.OpenSession(context, modelPath);
+        }
+        // No float logits to put a head on (a model that ends in argmax), or weights it cannot take along.
+        if (logits is null) return base.OpenSession(context, modelPath);
+        return OrtSessionFactory.Create(ClassHead.Append(bytes, logits), Path.GetFileName(modelPath), context.SystemProperties, context.Logger);
     }
 
     // Postprocess reads its own output (which holds its run's ONNX Runtime buffers), its request and what Initialize
@@ -58,7 +88,7 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     protected override IReadOnlyList<SegOutput> Inference(IReadOnlyList<SegInput> inputs, IReadOnlyList<InferenceRequest> requests, CancellationToken cancellationToken)
     {
         var outputs = new SegOutput[inputs.Count];
-        var groups = new Dictionary<(int, int), List<int>>();
+        var groups = new Dictionary<(int, int, bool), List<int>>();
         for (var i = 0; i < inputs.Count; i++)
         {
             var input = inputs[i];
@@ -66,16 +96,17 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
             else if (input.Options.UsesTta) outputs[i] = SegInference.RunTta(_model, input, cancellationToken);
             else
             {
-                var key = (input.Geometry.BaseHeight, input.Geometry.BaseWidth);
+                var key = (input.Geometry.BaseHeight, input.Geometry.BaseWidth, _head is not null && NeedsOnlyClassMap(input, requests[i]));
                 if (!groups.TryGetValue(key, out var members)) groups[key] = members = [];
                 members.Add(i);
             }
         }
         try
         {
-            foreach (var members in groups.Values)
+            foreach (var ((_, _, head), members) in groups)
             {
-                var results = SegInference.RunBatch(_model, members.ConvertAll(i => inputs[i]), cancellationToken);
+                var group = members.ConvertAll(i => inputs[i]);
+                var results = head ? SegInference.RunHead(_head!, _model, group, cancellationToken) : SegInference.RunBatch(_model, group, cancellationToken);
                 for (var k = 0; k < members.Count; k++) outputs[members[k]] = results[k];
             }
         }
@@ -86,6 +117,31 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
             throw;
         }
         return outputs;
+    }
+
+    /// <summary>
+    /// Whether the request's answer is a function of the class map and confidence at the model's resolution only: TorchServe's
+    /// JSON in torchserve mode, any output of a centre crop (placed back by nearest neighbour), or an image the model sees
+    /// at its own size. Elsewhere the logits are resized to the image before the argmax, and probabilities are logits' work.
+    /// </summary>
+    private static bool NeedsOnlyClassMap(SegInput input, InferenceRequest request)
+    {
+        var o = input.Options;
+        var g = input.Geometry;
+        if (o.Output == "tensors" && request.GetString(Tensor.RequestedOutputsParameter) is { } asked && asked.Contains(SegTensors.Probabilities, StringComparison.Ordinal))
+            return false;
+        var atBase = o.Mode == "torchserve" && o.Output is "torchserve" or "tensors";
+        return atBase || g.IsCropped || (g.OriginalWidth == g.BaseWidth && g.OriginalHeight == g.BaseHeight);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _head?.Dispose();
+            _head = null;
+        }
+        base.Dispose(disposing);
     }
 
     protected override HandlerOutput Postprocess(SegOutput output, InferenceRequest request)

@@ -59,6 +59,33 @@ internal static class SegInference
         }
     }
 
+    /// <summary>
+    /// One forward pass through the class head (argmax and confidence inside the graph, see <see cref="ClassHeadRunner"/>)
+    /// for inputs that share a size and need only the class map at the model's resolution. Falls back to
+    /// <see cref="RunBatch"/> when the model's output is not at its input's size.
+    /// </summary>
+    public static SegOutput[] RunHead(ClassHeadRunner head, SegmentationModel model, IReadOnlyList<SegInput> group, CancellationToken cancellationToken)
+    {
+        var g = group[0].Geometry;
+        int h = g.BaseHeight, w = g.BaseWidth, n = group.Count, size = 3 * h * w;
+        var pooled = n == 1 ? null : ArrayPool<float>.Shared.Rent(n * size);
+        ClassMap[]? maps;
+        try
+        {
+            var batch = pooled is null ? group[0].Tensor : pooled.AsMemory(0, n * size);
+            for (var i = 0; n > 1 && i < n; i++) group[i].Tensor.CopyTo(batch[(i * size)..]);
+            maps = head.Run(batch, n, h, w, cancellationToken);
+        }
+        finally
+        {
+            if (pooled is not null) ArrayPool<float>.Shared.Return(pooled);
+        }
+        if (maps is null) return RunBatch(model, group, cancellationToken);
+        var outputs = new SegOutput[n];
+        for (var i = 0; i < n; i++) outputs[i] = new SegOutput(group[i], null, maps[i]);
+        return outputs;
+    }
+
     /// <summary>Multi-scale (and flipped) passes; probabilities averaged at the base resolution.</summary>
     public static SegOutput RunTta(SegmentationModel model, SegInput input, CancellationToken cancellationToken)
     {

@@ -24,6 +24,9 @@ internal sealed class SegmentationModel
         FixedInputSize = fixedSize;
     }
 
+    /// <summary>The model's image input.</summary>
+    public string InputName => _inputNames[0];
+
     /// <summary>True when the model ends in an argmax (int64 class map): maps only, no probabilities.</summary>
     public bool OutputsClasses { get; }
 

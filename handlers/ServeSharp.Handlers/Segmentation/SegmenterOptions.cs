@@ -37,6 +37,13 @@ internal sealed record SegmenterOptions
     /// </summary>
     public bool JpegDraft { get; init; }
 
+    /// <summary>
+    /// <c>class_head</c>: append argmax and confidence to the graph and run it through an IO binding, for the requests
+    /// that need only the class map at the model's resolution. Null: on for GPU workers (a C×H×W copy back from the
+    /// device is what it saves), off on CPU.
+    /// </summary>
+    public bool? ClassHead { get; init; }
+
     public bool UsesTta => Flip || Scales.Length != 1 || Scales[0] != 1.0;
     public bool UsesSlide => SlideCrop is not null;
 
@@ -64,6 +71,7 @@ internal sealed record SegmenterOptions
             MaxPixels = c.GetInt("max_pixels") ?? d.MaxPixels,
             MaxRegions = c.GetInt("max_regions") ?? d.MaxRegions,
             JpegDraft = c.GetBool("jpeg_draft") ?? d.JpegDraft,
+            ClassHead = c.GetBool("class_head"),
         });
     }
 

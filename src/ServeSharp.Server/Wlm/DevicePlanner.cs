@@ -20,6 +20,19 @@ internal sealed class DevicePlanner(ServerConfig config, Func<string?> cudaProbl
         return settings with { DeviceType = "cpu", DeviceIds = [], FallbackReason = problem };
     }
 
+    /// <summary>
+    /// <c>precision: fp16</c> is served on GPU workers only: ONNX Runtime's CPU provider on x86 has no float16 Conv
+    /// kernel and runs such a graph through Casts to fp32 around every such node, slower than the fp32 model and no more
+    /// accurate. Refused (400) when the plan put the workers on CPU, with why they are there.
+    /// </summary>
+    public static void CheckPrecision(string model, WorkerSettings settings, string? precision)
+    {
+        if (precision != "fp16" || settings.DeviceType == "gpu") return;
+        var why = settings.FallbackReason is { } fallback ? $"its workers fell back to CPU ({fallback})" : "its workers run on CPU (deviceType cpu, or no GPU for the server to give)";
+        throw new BadRequestException($"Model {model} has precision: fp16, which is served on GPU workers only, and {why}: ONNX Runtime's CPU provider " +
+            "has no float16 Conv kernel on x86 and would run the fp16 graph through casts to fp32, slower than fp32 and no more accurate. Set precision: fp32, or give the model a GPU");
+    }
+
     private string? Problem(WorkerSettings settings)
     {
         var gpus = config.NumberOfGpu ?? 0;

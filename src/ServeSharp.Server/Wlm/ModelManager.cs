@@ -94,6 +94,7 @@ internal sealed partial class ModelManager(ServerConfig config, WorkLoadManager 
             try
             {
                 settings = devices.Plan(name, Settings(name, version, archive.Config, request, builtIn: factory.LoadContext is null), explicitDevice: archive.Config.DeviceType is not null);
+                DevicePlanner.CheckPrecision(name, settings, archive.Config.Precision);
             }
             catch
             {

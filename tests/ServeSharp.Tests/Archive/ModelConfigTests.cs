@@ -47,7 +47,7 @@ public sealed class ModelConfigTests
     [InlineData("deviceType: tpu", "'deviceType': 'tpu' is not cpu or gpu")]
     [InlineData("maxBatchDelay: 1.5", "'maxBatchDelay': '1.5' is not an integer")]
     [InlineData("- just\n- a list", "the top level must be a mapping")]
-    [InlineData("precision: fp16", "config key 'precision': 'fp16' is not fp32 or int8")]
+    [InlineData("precision: bf16", "config key 'precision': 'bf16' is not fp32, int8 or fp16")]
     [InlineData("sharedSession: sometimes", "'sharedSession'")]
     public void Bad_values_name_the_key(string yaml, string expected)
     {
@@ -63,8 +63,9 @@ public sealed class ModelConfigTests
     [InlineData("precision: int8", "int8")]
     [InlineData("precision: INT8", "int8")]
     [InlineData("precision: fp32", "fp32")]
+    [InlineData("precision: FP16", "fp16")]
     [InlineData("minWorkers: 1", null)]
-    public void Precision_is_fp32_or_int8_and_known(string yaml, string? expected)
+    public void Precision_is_fp32_int8_or_fp16_and_known(string yaml, string? expected)
     {
         using var tmp = new TempDir();
         var path = tmp.File("model-config.yaml");

@@ -21,6 +21,12 @@ internal sealed class SegmenterHarness : IDisposable
     private readonly IModelHandler _handler;
 
     public SegmenterHarness(string onnx, string handlerYaml = "", params string[] extraFiles)
+        : this(onnx, handlerYaml, new SystemProperties { IntraOpThreads = 2 }, extraFiles)
+    {
+    }
+
+    /// <summary>The handler on the worker <paramref name="properties"/> describe (a GPU worker: DeviceType "gpu", GpuId).</summary>
+    public SegmenterHarness(string onnx, string handlerYaml, SystemProperties properties, params string[] extraFiles)
     {
         var config = _dir.File("model-config.yaml");
         File.WriteAllText(config, "handler:\n" + (handlerYaml.Length == 0 ? "  mode: torchserve\n" : handlerYaml));
@@ -32,8 +38,11 @@ internal sealed class SegmenterHarness : IDisposable
         _archive = ModelArchive.Open(mar, _dir.Sub("extract"));
         _factory = new HandlerResolver(BuiltInHandlers.All).Resolve(_archive);
         _handler = _factory.Create();
-        _handler.Initialize(HandlerContexts.For(_archive, new SystemProperties { IntraOpThreads = 2 }, NullLogger.Instance));
+        _handler.Initialize(HandlerContexts.For(_archive, properties, NullLogger.Instance));
     }
+
+    /// <summary>The handler itself, for tests that look inside it.</summary>
+    public IModelHandler Handler => _handler;
 
     public async Task<HandlerOutput[]> RunAsync(params (byte[] Image, string Query)[] requests)
     {

@@ -96,7 +96,8 @@ public static class Int8Quantization
         };
     }
 
-    private static List<ImageAgreement> Agreement(byte[] fp32, byte[] int8, IReadOnlyList<string> images, SegmenterOptions options, int threads)
+    /// <summary>Argmax pixel agreement of <paramref name="int8"/> (any reduced-precision model) with <paramref name="fp32"/>, per image.</summary>
+    internal static List<ImageAgreement> Agreement(byte[] fp32, byte[] int8, IReadOnlyList<string> images, SegmenterOptions options, int threads)
     {
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = threads };
         using var reference = new InferenceSession(fp32, so);
@@ -140,14 +141,14 @@ public static class Int8Quantization
         return (input.Tensor.ToArray(), input.Geometry.BaseHeight, input.Geometry.BaseWidth);
     }
 
-    private static string SetHash(IReadOnlyList<string> files)
+    internal static string SetHash(IReadOnlyList<string> files)
     {
         var all = new StringBuilder();
         foreach (var f in files) all.Append(Path.GetFileName(f)).Append(' ').Append(Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f)))).Append('\n');
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(all.ToString())));
     }
 
-    private static string Describe(SegmenterOptions o) => o.Mode switch
+    internal static string Describe(SegmenterOptions o) => o.Mode switch
     {
         "torchserve" => $"torchserve (resize {o.TorchServeResize}, centre crop {o.TorchServeCrop})",
         "torchvision" => $"torchvision (shorter side {o.ResizeSize})",
