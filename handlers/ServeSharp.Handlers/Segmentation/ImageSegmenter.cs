@@ -71,9 +71,10 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         return OrtSessionFactory.Create(ClassHead.Append(bytes, logits), Path.GetFileName(modelPath), context.SystemProperties, context.Logger);
     }
 
-    // Postprocess reads its own output (which holds its run's ONNX Runtime buffers), its request and what Initialize
-    // set: the argmax and the JSON of one batch can run while the model runs the next.
-    protected override bool PostprocessConcurrently => true;
+    // Postprocess reads its own output (which holds its run's ONNX Runtime buffers, or maps of its own from the class
+    // head), its request and what Initialize set: with overlap_postprocess, one batch's argmax and JSON can run while
+    // the model runs the next.
+    protected override bool PostprocessConcurrently => _options.OverlapPostprocess;
 
     protected override SegInput Preprocess(InferenceRequest request)
     {

@@ -44,6 +44,13 @@ internal sealed record SegmenterOptions
     /// </summary>
     public bool? ClassHead { get; init; }
 
+    /// <summary>
+    /// <c>overlap_postprocess</c>: the argmax and the answer's bytes of one batch run on a pool thread while the worker
+    /// preprocesses and runs the next (BaseHandler.PostprocessConcurrently). Off by default: on the 2-core bench it
+    /// gained nothing at 8 clients and made 1 client slower (see bench/RESULTS.md).
+    /// </summary>
+    public bool OverlapPostprocess { get; init; }
+
     public bool UsesTta => Flip || Scales.Length != 1 || Scales[0] != 1.0;
     public bool UsesSlide => SlideCrop is not null;
 
@@ -72,6 +79,7 @@ internal sealed record SegmenterOptions
             MaxRegions = c.GetInt("max_regions") ?? d.MaxRegions,
             JpegDraft = c.GetBool("jpeg_draft") ?? d.JpegDraft,
             ClassHead = c.GetBool("class_head"),
+            OverlapPostprocess = c.GetBool("overlap_postprocess") ?? d.OverlapPostprocess,
         });
     }
 

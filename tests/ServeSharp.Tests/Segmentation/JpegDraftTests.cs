@@ -86,3 +86,22 @@ public sealed class JpegDraftTests(ParityModels models)
         return [0xFF, 0xD8, 0xFF, 0xE1, (byte)(length >> 8), (byte)length, .. header, .. tiff, .. jpeg.AsSpan(2)];
     }
 }
+
+/// <summary>overlap_postprocess: true: image_segmenter finishes its batches off the worker's thread, with the same answers.</summary>
+[Collection("parity")]
+public sealed class OverlapPostprocessSegmenterTests(ParityModels models)
+{
+    [Fact]
+    public async Task Answers_are_byte_for_byte_those_of_the_default_path()
+    {
+        using var overlapped = new SegmenterHarness(models.DeepLabV3Plus.Onnx, "  mode: torchserve\n  overlap_postprocess: true\n");
+        using var plain = new SegmenterHarness(models.DeepLabV3Plus.Onnx);
+        var photos = ParityModels.PngPhotos.Select(p => (File.ReadAllBytes(models.Photo(p)), "")).ToArray();
+        var a = await overlapped.RunAsync(photos);
+        var b = await plain.RunAsync(photos);
+        for (var i = 0; i < photos.Length; i++) Assert.True(a[i].Body.Span.SequenceEqual(b[i].Body.Span), $"photo {i} differs");
+        var mask = await overlapped.RunAsync(photos[0].Item1, "output=mask");
+        var plainMask = await plain.RunAsync(photos[0].Item1, "output=mask");
+        Assert.True(mask.Body.Span.SequenceEqual(plainMask.Body.Span));
+    }
+}
