@@ -25,6 +25,9 @@ internal sealed class ClassHeadRunner : IDisposable
     /// <summary>Batches answered through the head (not counting those it handed back to the logits path).</summary>
     public int Runs { get; private set; }
 
+    /// <summary>Whether the first run found the model's output smaller than its input, so every batch now takes the logits path.</summary>
+    public bool HandedBack => _resizes;
+
     public ClassHeadRunner(InferenceSession session, string inputName)
     {
         _session = session;

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntime;
 using ServeSharp.Handlers.Segmentation.Graph;
 using ServeSharp.Sdk;
@@ -17,6 +18,9 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     private Palette _palette = Palette.Voc;
     private ClassNames _names = ClassNames.Load(null);
     private ClassHeadRunner? _head;
+
+    // Why this worker's session has no class head, for describe (null when it has one).
+    private string? _noHeadReason;
 
     // The worker's planned share of the cores (its ONNX Runtime threads), which sit idle outside a run: per-pixel work
     // after it (argmax and softmax, TorchServe's JSON) is split over them.
@@ -44,7 +48,12 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
         if (File.Exists(context.PathOf(paletteFile))) _palette = Palette.Load(context.PathOf(paletteFile));
         _names = ClassNames.Load(context.PathOf(context.HandlerConfig.GetString("index_to_name") ?? "index_to_name.json"));
         // Decided by the session, not by this worker's options: with sharedSession another worker may have opened it.
-        if (Session!.OutputMetadata.ContainsKey(ClassHead.Classes)) _head = new ClassHeadRunner(Session, _model.InputName);
+        if (Session!.OutputMetadata.ContainsKey(ClassHead.Classes))
+        {
+            _head = new ClassHeadRunner(Session, _model.InputName);
+            _noHeadReason = null;
+        }
+        else _noHeadReason ??= "another worker opened the shared session without it";
     }
 
     /// <summary>The class-head path, when this worker has one (tests look at how often it ran).</summary>
@@ -53,22 +62,56 @@ internal sealed class ImageSegmenter : BaseHandler<SegInput, SegOutput>
     /// <summary>With the class head on (<c>class_head</c>, or a GPU worker) and a model that outputs logits, opens the graph with the head appended.</summary>
     protected override InferenceSession OpenSession(HandlerContext context, string modelPath)
     {
-        if (!(_options.ClassHead ?? context.SystemProperties.DeviceType == "gpu")) return base.OpenSession(context, modelPath);
+        if (!(_options.ClassHead ?? context.SystemProperties.DeviceType == "gpu"))
+        {
+            _noHeadReason = _options.ClassHead is false ? "class_head: false" : "off on CPU workers unless class_head: true";
+            return base.OpenSession(context, modelPath);
+        }
         var bytes = File.ReadAllBytes(modelPath);
         string? logits;
         try
         {
             // Weights in a file beside the model: it must be opened from its path, as it is, without the head.
-            logits = GraphOutputs.UsesExternalData(bytes) ? null : GraphOutputs.Logits(bytes);
+            if (GraphOutputs.UsesExternalData(bytes))
+            {
+                _noHeadReason = "the model keeps its weights in an external file";
+                return base.OpenSession(context, modelPath);
+            }
+            logits = GraphOutputs.Logits(bytes);
         }
         catch (InvalidDataException)
         {
             // Not a graph we can read: ONNX Runtime opens it as it is and says what is wrong with it.
+            _noHeadReason = "the graph could not be read to append it";
             return base.OpenSession(context, modelPath);
         }
-        // No float logits to put a head on (a model that ends in argmax), or weights it cannot take along.
-        if (logits is null) return base.OpenSession(context, modelPath);
+        // No float logits to put a head on (a model that ends in argmax).
+        if (logits is null)
+        {
+            _noHeadReason = "the model has no float logits output";
+            return base.OpenSession(context, modelPath);
+        }
         return OrtSessionFactory.Create(ClassHead.Append(bytes, logits), Path.GetFileName(modelPath), context.SystemProperties, context.Logger);
+    }
+
+    /// <summary>
+    /// TorchServe's describe_handle (<c>GET /models/{name}?customized=true</c>): the preset, and whether
+    /// the worker that answers runs the class head (argmax and confidence inside the graph) and how often it has — the
+    /// way to see on a GPU host that mask and JSON answers copy back H×W values, not the logits.
+    /// </summary>
+    protected override JsonObject? Describe()
+    {
+        var handedBack = _head is { HandedBack: true };
+        var metadata = new JsonObject
+        {
+            ["mode"] = _options.Mode,
+            ["output"] = _options.Output,
+            ["classHead"] = _head is not null && !handedBack,
+            ["classHeadRuns"] = _head?.Runs ?? 0,
+        };
+        var note = handedBack ? "the model's output is smaller than its input: the logits are resized before the argmax" : _noHeadReason;
+        if (note is not null) metadata["classHeadNote"] = note;
+        return metadata;
     }
 
     // Postprocess reads its own output (which holds its run's ONNX Runtime buffers, or maps of its own from the class

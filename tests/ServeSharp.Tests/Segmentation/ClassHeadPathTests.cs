@@ -1,3 +1,6 @@
+using System.Net;
+using System.Text.Json;
+using ServeSharp.Archive;
 using ServeSharp.Handlers.Segmentation;
 using ServeSharp.Handlers.Segmentation.Graph;
 using ServeSharp.Handlers.Segmentation.Int8.Onnx;
@@ -110,6 +113,7 @@ public sealed class ClassHeadPathTests(ParityModels models, ITestOutputHelper lo
         for (var round = 0; round < 2; round++)
             Same(await plain.RunAsync(image, "output=mask"), await headed.RunAsync(image, "output=mask"), $"pooled, round {round}");
         Assert.Equal(0, Head(headed)!.Runs);
+        Assert.True(Head(headed)!.HandedBack);
     }
 
     [Fact]
@@ -162,6 +166,49 @@ public sealed class ClassHeadPathTests(ParityModels models, ITestOutputHelper lo
         Assert.Null(Head(headed));
         var image = await File.ReadAllBytesAsync(models.Photo(ParityModels.PngPhotos[0]));
         Same(await plain.RunAsync(image), await headed.RunAsync(image), "external weights");
+    }
+
+    [Fact]
+    public async Task Customized_describe_says_whether_the_worker_runs_the_head_and_how_often()
+    {
+        // Through the real server: two archives of the same model, the head asked for on one, CPU's default on the other.
+        using var dir = new TempDir();
+        var store = dir.Sub("store");
+        foreach (var (name, yaml) in (ValueTuple<string, string>[])[("headed", "  class_head: true\n"), ("plain", "")])
+        {
+            var config = dir.File(name + ".yaml");
+            await File.WriteAllTextAsync(config, "minWorkers: 1\nmaxWorkers: 1\nhandler:\n  mode: torchserve\n" + yaml);
+            ArchiveWriter.Write(new ArchiveSpec { ModelName = name, SerializedFile = models.DeepLabV3Plus.Onnx, Handler = "image_segmenter", ConfigFile = config, ExportPath = store });
+        }
+        await using var server = await InProcessServer.StartAsync(store, ["headed=headed.mar", "plain=plain.mar"]);
+        await server.WaitReadyAsync("headed");
+        await server.WaitReadyAsync("plain");
+        var photo = await File.ReadAllBytesAsync(models.Photo(ParityModels.PngPhotos[0]));
+        using var inference = server.Inference;
+        using var management = server.Management;
+        foreach (var name in (string[])["headed", "plain"])
+        {
+            using var answer = await inference.PostAsync($"/predictions/{name}?output=mask", new ByteArrayContent(photo));
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        }
+
+        var headed = await Metadata(management, "headed");
+        log.WriteLine(headed.ToString());
+        Assert.Equal((true, 1), (headed.GetProperty("classHead").GetBoolean(), headed.GetProperty("classHeadRuns").GetInt32()));
+        Assert.False(headed.TryGetProperty("classHeadNote", out _));
+        var plain = await Metadata(management, "plain");
+        log.WriteLine(plain.ToString());
+        Assert.Equal((false, 0), (plain.GetProperty("classHead").GetBoolean(), plain.GetProperty("classHeadRuns").GetInt32()));
+        Assert.Equal("off on CPU workers unless class_head: true", plain.GetProperty("classHeadNote").GetString());
+        Assert.Equal("torchserve", plain.GetProperty("mode").GetString());
+
+        static async Task<JsonElement> Metadata(HttpClient management, string name)
+        {
+            using var response = await management.GetAsync($"/models/{name}?customized=true");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return json.RootElement[0].GetProperty("customizedMetadata").Clone();
+        }
     }
 
     private static ClassHeadRunner? Head(SegmenterHarness harness) => ((ImageSegmenter)harness.Handler).Head;

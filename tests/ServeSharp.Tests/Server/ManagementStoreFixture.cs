@@ -18,6 +18,8 @@ public sealed class ManagementStoreFixture : IDisposable
         TestArchives.Write(_root, Store, "multi", GateHandler.Name, "", version: "1.0", fileName: "multi-v1");
         TestArchives.Write(_root, Store, "multi", GateHandler.Name, "", version: "2.0", fileName: "multi-v2");
         TestArchives.Write(_root, Store, "gate", GateHandler.Name, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 5000\n");
+        // A BaseHandler with no Describe hook (image_segmenter has one).
+        TestArchives.Write(_root, Store, "linear", Path.Combine(Repo.Root, "tests", "fixtures", "handlers", "linear_handler.cs"), "", TestModels.Tiny);
         TestArchives.Write(_root, Store, "described", Path.Combine(Repo.Root, "tests", "fixtures", "handlers", "describe_handler.cs"), "minWorkers: 1\nmaxWorkers: 1\n");
         TestArchives.Write(_root, Store, "keys", GateHandler.Name, """
             clientTimeoutInMills: 500
