@@ -9,7 +9,8 @@ using ServeSharp.Bench;
 //   dotnet run --project tools/bench/ServeSharp.Bench -c Release [-- --quick] [-- --only mobilenet,resnet,scaling,memory,slide,peak,batching,isolation,protocols]
 // (--no-peer: ServeSharp's rows only, for quick before/after comparisons while working on it; SERVESHARP_BENCH_SERVER=DLL
 //  measures another build of the server; --only package with SERVESHARP_BENCH_CPU_SERVER=DLL compares CPU inference through
-//  the default build's GPU ONNX Runtime package with a -p:ServeSharpCpuOnly=true build)
+//  the default build's GPU ONNX Runtime package with a -p:ServeSharpCpuOnly=true build; SERVESHARP_BENCH_HANDLER="  key: value\n"
+//  adds handler keys to ServeSharp's mobilenet archives, for A/B runs of an option such as overlap_postprocess)
 var quick = args.Contains("--quick");
 var noPeer = args.Contains("--no-peer");
 string[] all = ["mobilenet", "resnet", "scaling", "memory", "slide", "batching", "isolation", "protocols", "peak"];
@@ -58,7 +59,7 @@ Contender? oursBest = null, peerBest = null;
 Contender ours1 = null!, oursW = null!, oursB = null!, oursD = null!, peer1 = null!, peerW = null!, peerD = null!;
 if (only.Contains("mobilenet") || only.Contains("scaling"))
 {
-    const string torchserve = "  mode: torchserve\n";
+    var torchserve = "  mode: torchserve\n" + Environment.GetEnvironmentVariable("SERVESHARP_BENCH_HANDLER");
     Archive("mnv3", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\n", torchserve);
     Archive("mnv3w", mobilenet.Onnx, $"minWorkers: {cores}\nmaxWorkers: {cores}\nbatchSize: 1\n", torchserve);
     Archive("mnv3b", mobilenet.Onnx, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 10\n", torchserve);
